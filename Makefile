@@ -1,0 +1,33 @@
+# Two commands are all the set-up: `make run` and `make test`.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(VENV)/bin/pip
+STAMP   := $(VENV)/.installed
+HOST    ?= 127.0.0.1
+PORT    ?= 8000
+
+.PHONY: install run test test-all bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	@touch $(STAMP)
+
+run: install
+	$(VENV)/bin/openscan-cloud serve --host $(HOST) --port $(PORT)
+
+test: install
+	$(VENV)/bin/python -m pytest -q
+
+test-all: install
+	$(VENV)/bin/python -m pytest -q -m ''
+
+bench: install
+	$(VENV)/bin/python bench/reconstruct.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
