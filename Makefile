@@ -10,8 +10,9 @@ PORT    ?= 8000
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/system-deps.sh
 	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
+	bash scripts/system-deps.sh
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[test]'

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the few Debian packages the Python wheels need at run time (Open3D wants libusb and GL, Qt wants
+# xkbcommon/EGL/fontconfig). Idempotent: does nothing when they are all present. Needs root (or sudo) only when
+# something is missing.
+set -euo pipefail
+
+packages=(libusb-1.0-0 libgl1 libegl1 libgomp1 libglib2.0-0 libxkbcommon0 libfontconfig1 libdbus-1-3)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing system packages: ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
