@@ -1,0 +1,83 @@
+"""`create_app(settings)`: the FastAPI application factory. It wires settings → database (migrated to the
+newest schema) → storage → domain service / job queue → HTTP routers, and starts the periodic maintenance
+task of this process. No module-level state: several processes can serve the same database and data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI
+
+from openscancloud import __version__
+from openscancloud.api import downloads, errors, legacy, uploads, worker_api
+from openscancloud.api.context import AppContext
+from openscancloud.api.v1 import projects as v1_projects
+from openscancloud.db.database import Database
+from openscancloud.db.repository import unit_of_work
+from openscancloud.domain.service import CloudService
+from openscancloud.domain.signing import Signer
+from openscancloud.jobs.maintenance import Maintenance
+from openscancloud.jobs.queue import JobQueue
+from openscancloud.notify.notifier import Notifier
+from openscancloud.settings import Settings
+from openscancloud.storage.local import LocalStorage
+
+
+def build_context(settings: Settings) -> AppContext:
+    """Everything except HTTP; also used by the admin CLI (`tokens ...`)."""
+    settings.ensure_data_dir()
+    db = Database(settings.db_url)
+    db.upgrade()
+    storage = LocalStorage(settings.storage_dir)
+    secret = settings.signing_key()
+    notifier = Notifier(settings)
+    uow = unit_of_work(db)
+    service = CloudService(settings=settings, uow=uow, storage=storage, secret=secret, on_event=notifier)
+    queue = JobQueue(settings=settings, uow=uow, storage=storage, on_event=notifier)
+    return AppContext(
+        settings=settings, db=db, storage=storage, service=service, queue=queue, signer=Signer(secret),
+        notifier=notifier, maintenance=Maintenance(service, queue),
+    )
+
+
+def create_app(settings: Settings, *, maintenance: bool = True) -> FastAPI:
+    ctx = build_context(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if maintenance and settings.maintenance_interval_seconds > 0:
+            task = asyncio.create_task(ctx.maintenance.run_forever(settings.maintenance_interval_seconds))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            ctx.db.dispose()
+
+    app = FastAPI(
+        title="OpenScan Cloud",
+        version=__version__,
+        description="Photos in, textured 3D model out. Legacy OpenScan Cloud protocol + REST API v1.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    errors.install(app)
+    app.include_router(legacy.router)
+    app.include_router(uploads.router)
+    app.include_router(downloads.router)
+    app.include_router(worker_api.router)
+    app.include_router(worker_api.files_router)
+    app.include_router(v1_projects.router)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> dict[str, str]:
+        return {"service": "OpenScan Cloud", "version": __version__, "docs": "/docs", "openapi": "/openapi.json",
+                "status": "/status"}
+
+    return app

@@ -1,0 +1,64 @@
+"""Signed result download: `GET /download/<project_id>/result.zip?e&s`, streamed, with `Range` support
+(single ranges: `bytes=a-b`, `bytes=a-`, `bytes=-n`). Valid until the retention period ends."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response, StreamingResponse
+
+from openscancloud.api.context import get_ctx
+from openscancloud.domain.errors import DomainError, Gone, NotFound
+from openscancloud.storage.base import Storage
+
+router = APIRouter(tags=["signed links"])
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+class RangeNotSatisfiable(DomainError):
+    status, code = 416, "range_not_satisfiable"
+
+
+def ranged_file_response(request: Request, storage: Storage, project_id: str, size: int, filename: str) -> Response:
+    headers = {"Accept-Ranges": "bytes", "Content-Disposition": f'attachment; filename="{filename}"'}
+    start, end, status = 0, size - 1, 200
+    header = request.headers.get("range")
+    if header:
+        m = _RANGE.fullmatch(header.strip())
+        if not m or (not m.group(1) and not m.group(2)):
+            raise RangeNotSatisfiable("Only single byte ranges like 'bytes=0-99' are supported.")
+        if m.group(1):
+            start = int(m.group(1))
+            end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+        else:
+            start, end = max(size - int(m.group(2)), 0), size - 1
+        if start >= size or end < start:
+            raise RangeNotSatisfiable(f"The range is outside the file ({size} bytes).", size=size)
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(end - start + 1)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type="application/zip")
+    return StreamingResponse(storage.read_result(project_id, start, end), status_code=status, headers=headers,
+                             media_type="application/zip")
+
+
+@router.api_route("/download/{project_id}/result.zip", methods=["GET", "HEAD"])
+async def download_result(request: Request, project_id: str, e: int = 0, s: str = "") -> Response:
+    ctx = get_ctx(request)
+    ctx.signer.verify("download", project_id, expires=e, signature=s)
+    project = await run_in_threadpool(_project, ctx, project_id)
+    size = ctx.storage.result_size(project_id)
+    if project.data_deleted or size is None:
+        raise Gone("The result was deleted at the end of the retention period.", code="result_deleted")
+    return ranged_file_response(request, ctx.storage, project_id, size, f"{project.name.removesuffix('.zip')}-result.zip")
+
+
+def _project(ctx, project_id):  # noqa: ANN001, ANN202
+    with ctx.service.uow() as repo:
+        project = repo.project_by_id(project_id)
+        if project is None or project.status != "done":
+            raise NotFound("There is no result for this link (the project was reset or deleted).")
+        return project

@@ -1,0 +1,132 @@
+"""Projects, token info and queue as REST resources. The rules are the same `CloudService` calls the legacy
+protocol uses; only the HTTP shape differs."""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from openscancloud import __version__
+from openscancloud.api.auth import user_token
+from openscancloud.api.context import get_ctx
+from openscancloud.api.downloads import ranged_file_response
+from openscancloud.api.legacy import project_info
+from openscancloud.domain.errors import NotFound
+from openscancloud.domain.service import TokenView
+
+router = APIRouter(prefix="/api/v1", tags=["v1"])
+
+
+class ProjectIn(BaseModel):
+    name: str | None = Field(default=None, description="Your label, [A-Za-z0-9._-]{1,128}; default: generated")
+    photos: int = Field(ge=1)
+    filesize: int = Field(ge=1, description="Size of the whole zip in bytes")
+    parts: int = Field(ge=1, description="Number of upload parts (each at most the part limit)")
+    quality: str | None = Field(default=None, description="preview | standard | high")
+    webhook_url: str | None = Field(default=None, description="POSTed JSON when the project is done or failed")
+
+
+@router.get("/status")
+async def status(request: Request) -> dict[str, Any]:
+    info = await run_in_threadpool(get_ctx(request).service.server_status)
+    return {"status": "ok", "version": __version__, **info}
+
+
+@router.get("/token")
+async def token_info(request: Request, token: TokenView = Depends(user_token)) -> dict[str, Any]:
+    return await run_in_threadpool(get_ctx(request).service.token_info, token)
+
+
+@router.get("/queue")
+async def queue(request: Request, token: TokenView = Depends(user_token)) -> dict[str, Any]:
+    return await run_in_threadpool(get_ctx(request).service.queue_estimate, token)
+
+
+@router.post("/projects", status_code=201)
+async def create_project(body: ProjectIn, request: Request, token: TokenView = Depends(user_token)) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    name = body.name or f"project-{int(time.time() * 1000)}"
+    project, _ = await run_in_threadpool(
+        lambda: ctx.service.create_project(token, name, body.photos, body.parts, body.filesize,
+                                           quality=body.quality, webhook_url=body.webhook_url)
+    )
+    return await run_in_threadpool(project_info, ctx, request, project)
+
+
+@router.get("/projects")
+async def list_projects(request: Request, token: TokenView = Depends(user_token)) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    projects = await run_in_threadpool(ctx.service.list_projects, token)
+    return {"projects": [await run_in_threadpool(ctx.service.project_view, p) for p in projects]}
+
+
+@router.get("/projects/{project_id}")
+async def get_project(project_id: str, request: Request, token: TokenView = Depends(user_token)) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    project = await run_in_threadpool(lambda: ctx.service.get_project(token, project_id=project_id))
+    return await run_in_threadpool(project_info, ctx, request, project)
+
+
+async def _act(request: Request, token: TokenView, project_id: str, action: str) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    fn = getattr(ctx.service, f"{action}_project")
+    result = await run_in_threadpool(lambda: fn(token, project_id=project_id))
+    project = result[0] if isinstance(result, tuple) else result
+    return await run_in_threadpool(project_info, ctx, request, project)
+
+
+@router.post("/projects/{project_id}/start", status_code=202)
+async def start(project_id: str, request: Request, token: TokenView = Depends(user_token)) -> dict[str, Any]:
+    return await _act(request, token, project_id, "start")
+
+
+@router.post("/projects/{project_id}/cancel")
+async def cancel(project_id: str, request: Request, token: TokenView = Depends(user_token)) -> dict[str, Any]:
+    return await _act(request, token, project_id, "cancel")
+
+
+@router.post("/projects/{project_id}/reset")
+async def reset(project_id: str, request: Request, token: TokenView = Depends(user_token)) -> dict[str, Any]:
+    return await _act(request, token, project_id, "reset")
+
+
+@router.delete("/projects/{project_id}", status_code=204)
+async def delete(project_id: str, request: Request, token: TokenView = Depends(user_token)) -> Response:
+    ctx = get_ctx(request)
+    await run_in_threadpool(ctx.service.delete_project, token, project_id)
+    return Response(status_code=204)
+
+
+def _result_project(ctx, token: TokenView, project_id: str):  # noqa: ANN001, ANN202
+    project = ctx.service.get_project(token, project_id=project_id)
+    if project.status != "done" or ctx.storage.result_size(project.id) is None:
+        raise NotFound(f"This project has no result (it is '{project.status}').", code="no_result")
+    return project
+
+
+@router.get("/projects/{project_id}/files")
+async def result_files(project_id: str, request: Request, token: TokenView = Depends(user_token)) -> dict[str, Any]:
+    ctx = get_ctx(request)
+
+    def listing() -> dict[str, Any]:
+        project = _result_project(ctx, token, project_id)
+        with ctx.storage.open_result(project.id) as fh, zipfile.ZipFile(fh) as zf:
+            files = [{"name": i.filename, "size": i.file_size} for i in zf.infolist() if not i.is_dir()]
+        info = project_info(ctx, request, project)
+        return {"files": files, "dlink": info["dlink"], "size": project.result_size}
+
+    return await run_in_threadpool(listing)
+
+
+@router.api_route("/projects/{project_id}/result", methods=["GET", "HEAD"])
+async def result(project_id: str, request: Request, token: TokenView = Depends(user_token)) -> Response:
+    ctx = get_ctx(request)
+    project = await run_in_threadpool(_result_project, ctx, token, project_id)
+    size = ctx.storage.result_size(project.id) or 0
+    return ranged_file_response(request, ctx.storage, project.id, size, f"{project.name.removesuffix('.zip')}-result.zip")

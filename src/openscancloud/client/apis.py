@@ -1,0 +1,136 @@
+"""The two ways to talk to a server, behind one small interface the `Client` uses.
+
+* `LegacyApi` — the OpenScan Cloud protocol the scanner firmware speaks: `GET /<endpoint>?token=..&project=..`
+  with HTTP Basic `openscan`/`free`. Works with this server and with the original service.
+* `V1Api` — REST `/api/v1` with a Bearer token and problem+json errors. Projects have server IDs there; the SDK
+  keeps addressing them by name and looks the ID up once.
+
+Both return the same JSON shapes (this server's v1 project resource is the legacy `getProjectInfo` answer), and
+the signed part/result links are the same, so everything above this module is shared.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Protocol
+
+import httpx
+
+from openscancloud.client.errors import ClientError, ProjectNotFound
+from openscancloud.client.transport import RetryPolicy, error_from_response, send_with_retry
+
+
+class ServerApi(Protocol):
+    def status(self) -> dict[str, Any]: ...
+    def token_info(self) -> dict[str, Any]: ...
+    def queue_estimate(self) -> dict[str, Any]: ...
+    def create(self, name: str, photos: int, parts: int, filesize: int) -> dict[str, Any]: ...
+    def info(self, name: str) -> dict[str, Any]: ...
+    def start(self, name: str) -> dict[str, Any]: ...
+    def reset(self, name: str) -> dict[str, Any]: ...
+
+
+def _json_object(response: httpx.Response, what: str, server: str) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        raise ClientError(f"The server's answer to {what} was not JSON; is {server} an OpenScan Cloud server?") \
+            from None
+    if not isinstance(data, dict):
+        raise ClientError(f"The server's answer to {what} was not a JSON object.")
+    return data
+
+
+class LegacyApi:
+    def __init__(self, http: httpx.Client, server: str, token: str, basic_auth: tuple[str, str] | None,
+                 retry: RetryPolicy, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.http, self.server, self.token = http, server, token
+        self.basic_auth, self.retry, self.sleep = basic_auth, retry, sleep
+
+    def _get(self, endpoint: str, action: str, params: dict[str, Any] | None = None, *, token: bool = True) -> dict:
+        query = {"token": self.token, **(params or {})} if token else dict(params or {})
+        response = send_with_retry(
+            lambda: self.http.get(f"{self.server}/{endpoint}", params=query, auth=self.basic_auth),
+            action=action, retry=self.retry, sleep=self.sleep,
+        )
+        if response.status_code >= 300:
+            raise error_from_response(response, action=action)
+        return _json_object(response, endpoint, self.server)
+
+    def status(self) -> dict[str, Any]:
+        return self._get("status", "read the server status", token=False)
+
+    def token_info(self) -> dict[str, Any]:
+        return self._get("getTokenInfo", "read the token information")
+
+    def queue_estimate(self) -> dict[str, Any]:
+        return self._get("getQueueEstimate", "read the queue estimate")
+
+    def create(self, name: str, photos: int, parts: int, filesize: int) -> dict[str, Any]:
+        return self._get("createProject", f"create the project {name}",
+                         {"project": name, "photos": photos, "parts": parts, "filesize": filesize})
+
+    def info(self, name: str) -> dict[str, Any]:
+        return self._get("getProjectInfo", f"read the project {name}", {"project": name})
+
+    def start(self, name: str) -> dict[str, Any]:
+        return self._get("startProject", f"start the project {name}", {"project": name})
+
+    def reset(self, name: str) -> dict[str, Any]:
+        return self._get("resetProject", f"reset the project {name}", {"project": name})
+
+
+class V1Api:
+    def __init__(self, http: httpx.Client, server: str, token: str, retry: RetryPolicy,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.http, self.base, self.retry, self.sleep = http, f"{server}/api/v1", retry, sleep
+        self.server = server
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self._ids: dict[str, str] = {}
+
+    def _send(self, method: str, path: str, action: str, json: dict | None = None) -> dict:
+        response = send_with_retry(
+            lambda: self.http.request(method, f"{self.base}{path}", json=json, headers=self.headers),
+            action=action, retry=self.retry, sleep=self.sleep,
+        )
+        if response.status_code >= 300:
+            raise error_from_response(response, action=action)
+        return _json_object(response, f"{method} {path}", self.server)
+
+    def _id(self, name: str) -> str:
+        if name not in self._ids:
+            listing = self._send("GET", "/projects", f"find the project {name}").get("projects") or []
+            for item in listing:
+                self._ids[str(item.get("name") or item.get("project"))] = str(item.get("id"))
+        if name not in self._ids:
+            raise ProjectNotFound(f"Could not find the project {name} on the server.", status_code=404)
+        return self._ids[name]
+
+    def status(self) -> dict[str, Any]:
+        response = send_with_retry(lambda: self.http.get(f"{self.base}/status"), action="read the server status",
+                                   retry=self.retry, sleep=self.sleep)
+        if response.status_code >= 300:
+            raise error_from_response(response, action="read the server status")
+        return _json_object(response, "/status", self.server)
+
+    def token_info(self) -> dict[str, Any]:
+        return self._send("GET", "/token", "read the token information")
+
+    def queue_estimate(self) -> dict[str, Any]:
+        return self._send("GET", "/queue", "read the queue estimate")
+
+    def create(self, name: str, photos: int, parts: int, filesize: int) -> dict[str, Any]:
+        data = self._send("POST", "/projects", f"create the project {name}",
+                          {"name": name, "photos": photos, "parts": parts, "filesize": filesize})
+        if data.get("id"):
+            self._ids[name] = str(data["id"])
+        return data
+
+    def info(self, name: str) -> dict[str, Any]:
+        return self._send("GET", f"/projects/{self._id(name)}", f"read the project {name}")
+
+    def start(self, name: str) -> dict[str, Any]:
+        return self._send("POST", f"/projects/{self._id(name)}/start", f"start the project {name}")
+
+    def reset(self, name: str) -> dict[str, Any]:
+        return self._send("POST", f"/projects/{self._id(name)}/reset", f"reset the project {name}")

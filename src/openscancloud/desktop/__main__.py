@@ -1,0 +1,3 @@
+from openscancloud.desktop.app import run
+
+raise SystemExit(run())

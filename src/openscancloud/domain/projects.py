@@ -1,0 +1,313 @@
+"""Project use cases: create (charge), upload parts, start (join + check the zip + queue), reset, cancel,
+delete. Slow file work happens outside transactions."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from openscancloud.domain import credit as creditrules
+from openscancloud.domain.accounts import TokenView
+from openscancloud.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, PaymentRequired, TooLarge
+from openscancloud.domain.lifecycle import ACCEPTS_UPLOADS, ACTIVE_JOB, ProjectStatus, check_transition
+from openscancloud.domain.names import validate_project_name
+from openscancloud.domain.tokens import TokenKind, priority_for
+from openscancloud.domain.zipcheck import ZipLimits, check_zip
+from openscancloud.storage.base import Storage
+
+QUALITIES = ("preview", "standard", "high")
+MAX_PARTS = 10_000
+
+
+class Projects:
+    """Mixin of `CloudService` (uses its `settings`, `uow`, `storage`, `clock`)."""
+
+    def create_project(
+        self,
+        token: TokenView,
+        name: str | None,
+        photos: Any,
+        parts: Any,
+        filesize: Any,
+        *,
+        quality: str | None = None,
+        webhook_url: str | None = None,
+    ) -> tuple[Any, float]:
+        name = validate_project_name(name)
+        photos_n = _positive_int("photos", photos)
+        parts_n = _positive_int("parts", parts)
+        size = _positive_int("filesize", filesize)
+        quality = quality or self.settings.quality
+        if quality not in QUALITIES:
+            raise InvalidInput(f"quality must be one of {', '.join(QUALITIES)}.", code="invalid_quality")
+        if webhook_url and not webhook_url.startswith(("http://", "https://")):
+            raise InvalidInput("The webhook must be an http:// or https:// URL.", code="invalid_webhook")
+        if photos_n > token.limit_photos:
+            raise TooLarge(
+                f"{photos_n} photos are more than this token allows ({token.limit_photos}).", code="too_many_photos"
+            )
+        if size > token.limit_filesize:
+            raise TooLarge(
+                f"The upload of {size} bytes is larger than this token allows ({token.limit_filesize} bytes).",
+                code="file_too_large",
+            )
+        limit = self.settings.part_limit_bytes
+        min_parts = math.ceil(size / limit)
+        if parts_n < min_parts or parts_n > min(size, MAX_PARTS):
+            raise InvalidInput(
+                f"{parts_n} parts do not fit {size} bytes: with a part limit of {limit} bytes use between "
+                f"{min_parts} and {min(size, MAX_PARTS)} parts.",
+                code="invalid_parts",
+            )
+        needed = creditrules.bytes_to_gb(size)
+        now = self.clock()
+        with self.uow() as repo:
+            row = repo.token_by_id(token.id, lock=True)  # serialises charges of one token
+            if repo.project_by_name(token.id, name) is not None:
+                raise Conflict(f"A project named {name!r} already exists for this token.", code="duplicate_name")
+            available = self._available(repo, row)
+            if not creditrules.has_credit_for(available, needed):
+                raise PaymentRequired(
+                    f"Not enough credit: this upload needs {needed:.3f} GB, the token has {available:.3f} GB left.",
+                    credit=available,
+                )
+            project = repo.add_project(
+                id=uuid.uuid4().hex,
+                token_id=token.id,
+                name=name,
+                status=str(ProjectStatus.CREATED),
+                photos=photos_n,
+                parts=parts_n,
+                filesize=size,
+                quality=quality,
+                charged_gb=needed,
+                keep_for_research=token.kind == TokenKind.PUBLIC,
+                webhook_url=webhook_url,
+                upload_expires_at=now + timedelta(seconds=self.settings.upload_link_seconds),
+            )
+            repo.add_ledger(token.id, "charge", -needed, f"upload of {size} bytes", project.id)
+            return project, needed
+
+    def get_project(self, token: TokenView, name: str | None = None, project_id: str | None = None) -> Any:
+        with self.uow() as repo:
+            return self._owned(repo, token, name, project_id)
+
+    def _owned(self, repo: Any, token: TokenView, name: str | None, project_id: str | None, lock: bool = False) -> Any:
+        if project_id is not None:
+            project = repo.project_by_id(project_id, lock=lock)
+            if project is None:
+                raise NotFound("No project with this id.")
+            if project.token_id != token.id:
+                # Do not reveal that the project exists: same answer as unknown, but 403 makes the cause clear
+                raise Forbidden("This project belongs to another token.", code="not_your_project")
+            return project
+        name = validate_project_name(name)
+        project = repo.project_by_name(token.id, name, lock=lock)
+        if project is None:
+            raise NotFound(f"This token has no project named {name!r}.", code="unknown_project")
+        return project
+
+    def list_projects(self, token: TokenView) -> list[Any]:
+        with self.uow() as repo:
+            return list(repo.projects_of(token.id))
+
+    def project_for_upload(self, project_id: str, generation: int, index: int) -> Any:
+        """Checks before accepting bytes for a part (the link itself is already verified)."""
+        with self.uow() as repo:
+            project = repo.project_by_id(project_id)
+            if project is None or project.upload_generation != generation:
+                raise Forbidden("This upload link is no longer valid (the project was reset or deleted).",
+                                code="stale_link")
+            if project.status == ProjectStatus.EXPIRED:
+                raise Conflict("This project expired before it was started; create a new one.", code="expired")
+            if project.status not in ACCEPTS_UPLOADS:
+                raise Conflict(
+                    f"This project is '{project.status}' and accepts no more uploads (reset it first).",
+                    code="not_uploading",
+                )
+            if not 0 <= index < project.parts:
+                raise NotFound(f"Part {index} does not exist: the project has {project.parts} parts.")
+            return project
+
+    def record_part(self, project_id: str, generation: int, index: int, size: int, sha256: str) -> None:
+        with self.uow() as repo:
+            project = repo.project_by_id(project_id, lock=True)
+            if project is None or project.upload_generation != generation or project.status not in ACCEPTS_UPLOADS:
+                raise Conflict("The project changed while this part was uploading; the part was not kept.",
+                               code="not_uploading")
+            repo.save_part(project_id, index, size, sha256)
+            if project.status == ProjectStatus.CREATED:
+                project.status = str(ProjectStatus.UPLOADING)
+
+    def parts_info(self, project: Any) -> list[dict[str, Any]]:
+        with self.uow() as repo:
+            done = {p.index: p for p in repo.parts_of(project.id)}
+        result = []
+        for i in range(project.parts):
+            if i in done:
+                result.append({"index": i, "size": done[i].size, "complete": True, "sha256": done[i].sha256})
+            else:
+                offset = 0
+                if project.status in ACCEPTS_UPLOADS:
+                    offset, _ = self.storage.part_offset(project.id, i)
+                result.append({"index": i, "size": offset, "complete": False, "sha256": None})
+        return result
+
+    def start_project(self, token: TokenView, name: str | None = None, project_id: str | None = None) -> Any:
+        with self.uow() as repo:
+            project = self._owned(repo, token, name, project_id)
+            self._check_startable(repo, project)
+            pid, nparts = project.id, project.parts
+        # Slow part, outside any transaction: join the parts and look inside the zip.
+        self.storage.assemble_input(pid, nparts)
+        try:
+            summary = check_zip(
+                _local_path(self.storage, pid),
+                ZipLimits(self.settings.zip_max_entries, self.settings.zip_max_uncompressed_bytes,
+                          self.settings.zip_max_ratio),
+                token.limit_photos,
+            )
+        except Exception:
+            self.storage.delete_input(pid)
+            raise
+        now = self.clock()
+        with self.uow() as repo:
+            project = repo.project_by_id(pid, lock=True)
+            self._check_startable(repo, project)
+            check_transition(project.status, ProjectStatus.QUEUED)
+            row = repo.token_by_id(token.id, lock=True)
+            needed = creditrules.bytes_to_gb(project.filesize)
+            if project.charged_gb + 1e-9 < needed:  # e.g. after a reset gave the credit back
+                missing = round(needed - project.charged_gb, 9)
+                available = self._available(repo, row)
+                if not creditrules.has_credit_for(available, missing):
+                    raise PaymentRequired(
+                        f"Not enough credit to start: {missing:.3f} GB needed, {available:.3f} GB left.",
+                        credit=available,
+                    )
+                repo.add_ledger(token.id, "charge", -missing, "charge at start", pid)
+                project.charged_gb = needed
+            project.status = str(ProjectStatus.QUEUED)
+            project.photos = summary.images
+            project.queued_at = now
+            project.error = None
+            repo.add_job(
+                id=uuid.uuid4().hex,
+                project_id=pid,
+                status="queued",
+                priority=priority_for(token.kind),
+                quality=project.quality,
+                attempt=0,
+                max_attempts=self.settings.max_attempts,
+                queued_at=now,
+            )
+            repo.delete_parts(pid)
+        self.storage.delete_parts(pid)
+        return project
+
+    def _check_startable(self, repo: Any, project: Any) -> None:
+        if project.status in ACTIVE_JOB:
+            raise Conflict("This project is already started.", code="already_started")
+        if project.status not in ACCEPTS_UPLOADS:
+            raise Conflict(
+                f"This project is '{project.status}' and cannot be started again (reset it first).",
+                code="invalid_state",
+            )
+        have = {p.index: p.size for p in repo.parts_of(project.id)}
+        missing = [i for i in range(project.parts) if i not in have]
+        if missing:
+            raise Conflict(
+                f"Parts {', '.join(map(str, missing))} are missing; upload them before starting.",
+                code="missing_parts",
+                missing_parts=missing,
+            )
+        total = sum(have.values())
+        if total != project.filesize:
+            raise Conflict(
+                f"The parts add up to {total} bytes but the project was created with filesize {project.filesize}.",
+                code="size_mismatch",
+                received=total,
+            )
+
+    def _refund_unused(self, repo: Any, project: Any, reason: str) -> float:
+        amount = round(project.charged_gb or 0.0, 9)
+        if amount > 0:
+            repo.add_ledger(project.token_id, "refund", amount, reason, project.id)
+        project.charged_gb = 0.0
+        return amount
+
+    def _stop_job(self, repo: Any, project: Any, now: datetime) -> None:
+        job = repo.latest_job(project.id)
+        if job is not None and job.status in ("queued", "running"):
+            job.cancel_requested = True
+            job.status = "cancelled"
+            job.finished_at = now
+
+    def reset_project(self, token: TokenView, name: str | None = None, project_id: str | None = None) -> tuple[Any, float]:
+        now = self.clock()
+        with self.uow() as repo:
+            project = self._owned(repo, token, name, project_id, lock=True)
+            used = project.status == ProjectStatus.DONE or (
+                project.status == ProjectStatus.FAILED and (self._last_failure_was_user(repo, project))
+            )
+            self._stop_job(repo, project, now)
+            refunded = 0.0 if used else self._refund_unused(repo, project, "reset")
+            if used:
+                project.charged_gb = 0.0
+            repo.delete_parts(project.id)
+            project.status = str(ProjectStatus.CREATED)
+            project.upload_generation += 1
+            project.upload_expires_at = now + timedelta(seconds=self.settings.upload_link_seconds)
+            project.error = None
+            project.queued_at = project.started_at = project.finished_at = None
+            project.result_size = project.result_sha256 = None
+            project.delete_after = None
+        self.storage.delete_project(project.id)
+        return project, refunded
+
+    def _last_failure_was_user(self, repo: Any, project: Any) -> bool:
+        job = repo.latest_job(project.id)
+        return bool(job and job.user_error)
+
+    def cancel_project(self, token: TokenView, name: str | None = None, project_id: str | None = None) -> Any:
+        now = self.clock()
+        with self.uow() as repo:
+            project = self._owned(repo, token, name, project_id, lock=True)
+            if project.status not in (*ACCEPTS_UPLOADS, *ACTIVE_JOB):
+                raise Conflict(f"This project is '{project.status}'; there is nothing to cancel.", code="invalid_state")
+            self._stop_job(repo, project, now)
+            self._refund_unused(repo, project, "cancelled")
+            project.status = str(ProjectStatus.CANCELLED)
+            project.finished_at = now
+            project.delete_after = now + timedelta(days=self.settings.retention_days)
+            repo.delete_parts(project.id)
+        self.storage.delete_parts(project.id)
+        return project
+
+    def delete_project(self, token: TokenView, project_id: str) -> None:
+        now = self.clock()
+        with self.uow() as repo:
+            project = self._owned(repo, token, None, project_id, lock=True)
+            if project.status in (*ACCEPTS_UPLOADS, *ACTIVE_JOB):
+                self._stop_job(repo, project, now)
+                self._refund_unused(repo, project, "deleted")
+            repo.delete_project(project)
+        self.storage.delete_project(project_id)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    try:
+        n = int(str(value).strip())
+    except (TypeError, ValueError):
+        raise InvalidInput(f"Parameter '{name}' must be a whole number (got {value!r}).", code=f"invalid_{name}") from None
+    if n < 1:
+        raise InvalidInput(f"Parameter '{name}' must be at least 1.", code=f"invalid_{name}")
+    return n
+
+
+def _local_path(storage: Storage, project_id: str) -> Path:
+    return Path(storage.input_local_path(project_id))
+

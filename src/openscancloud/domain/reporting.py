@@ -1,0 +1,104 @@
+"""Read models: queue estimates, server status and the project view both APIs show."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from openscancloud.domain.accounts import TokenView
+from openscancloud.domain.lifecycle import ACTIVE_JOB, ProjectStatus
+
+
+class Reporting:
+    """Mixin of `CloudService` (uses its `settings`, `uow`, `clock`)."""
+
+    def average_duration(self, repo: Any) -> float:
+        durations = repo.recent_durations()
+        return sum(durations) / len(durations) if durations else 600.0
+
+    def queue_estimate(self, token: TokenView) -> dict[str, Any]:
+        now = self.clock()
+        with self.uow() as repo:
+            queued = repo.queued_jobs()
+            running = repo.running_jobs()
+            avg = self.average_duration(repo)
+            workers = max(1, repo.workers_seen_since(now - timedelta(seconds=self.settings.worker_offline_seconds)))
+            mine = {p.id for p in repo.projects_of(token.id)}
+        position = next((i + 1 for i, j in enumerate(queued) if j.project_id in mine), None)
+        ahead = (position - 1) if position else len(queued)
+        estimate = (ahead + len(running)) * avg / workers + avg
+        return {
+            "queue_length": len(queued),
+            "processing": len(running),
+            "position": position,
+            "estimate_seconds": round(estimate),
+            "average_job_seconds": round(avg),
+            "workers_online": workers,
+        }
+
+    def server_status(self) -> dict[str, Any]:
+        now = self.clock()
+        with self.uow() as repo:
+            return {
+                "queue_length": len(repo.queued_jobs()),
+                "processing": len(repo.running_jobs()),
+                "workers_online": repo.workers_seen_since(
+                    now - timedelta(seconds=self.settings.worker_offline_seconds)
+                ),
+            }
+
+    def project_view(self, project: Any) -> dict[str, Any]:
+        """Everything both APIs report about a project (links are added by the API layer)."""
+        now = self.clock()
+        with self.uow() as repo:
+            job = repo.latest_job(project.id)
+            eta = None
+            progress = 0.0
+            stage = None
+            if project.status == ProjectStatus.DONE:
+                progress, stage = 100.0, "done"
+            elif job is not None and project.status in ACTIVE_JOB:
+                avg = self.average_duration(repo)
+                progress = round((job.progress or 0.0) * 100, 1)
+                stage = job.stage or ("queued" if job.status == "queued" else None)
+                if job.status == "running" and job.started_at:
+                    elapsed = (now - job.started_at).total_seconds()
+                    frac = job.progress or 0.0
+                    eta = elapsed / frac * (1 - frac) if frac > 0.05 else max(avg - elapsed, 0)
+                else:
+                    queued = repo.queued_jobs()
+                    pos = next((i for i, j in enumerate(queued) if j.id == job.id), 0)
+                    eta = (pos + 1) * avg
+        return {
+            "id": project.id,
+            "project": project.name,
+            "name": project.name,
+            "status": project.status,
+            "progress": progress,
+            "stage": stage,
+            "eta_seconds": None if eta is None else round(eta),
+            "error": project.error,
+            "photos": project.photos,
+            "filesize": project.filesize,
+            "parts_total": project.parts,
+            "quality": project.quality,
+            "credit_charged": round(project.charged_gb, 9),
+            "keep_for_research": project.keep_for_research,
+            "created_at": _iso(project.created_at),
+            "updated_at": _iso(project.updated_at),
+            "upload_expires_at": _iso(project.upload_expires_at),
+            "queued_at": _iso(project.queued_at),
+            "started_at": _iso(project.started_at),
+            "finished_at": _iso(project.finished_at),
+            "delete_after": _iso(project.delete_after),
+            "result_size": project.result_size,
+            "result_sha256": project.result_sha256,
+            "log_tail": job.log_tail if job is not None else None,
+        }
+
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds") + "Z"
+
+

@@ -1,0 +1,31 @@
+"""HMAC-signed, expiring link parameters. The URL layout lives in the API layer; this only signs tuples.
+
+A signature covers the purpose, the project ID, the part index, the project's upload generation (so a reset
+invalidates old links) and the expiry time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+
+from openscancloud.domain.errors import Forbidden, Gone
+
+
+@dataclass(frozen=True)
+class Signer:
+    key: bytes
+
+    def sign(self, purpose: str, *fields: object, expires: int) -> str:
+        msg = "|".join([purpose, *map(str, fields), str(expires)]).encode()
+        return hmac.new(self.key, msg, hashlib.sha256).hexdigest()[:40]
+
+    def verify(self, purpose: str, *fields: object, expires: int, signature: str, now: float | None = None) -> None:
+        """Raise Forbidden (403) for a bad signature, Gone (410) for an expired link."""
+        expected = self.sign(purpose, *fields, expires=expires)
+        if not hmac.compare_digest(expected, signature or ""):
+            raise Forbidden("This link is not valid (its signature does not match).", code="bad_signature")
+        if (now if now is not None else time.time()) > expires:
+            raise Gone("This link has expired; ask for a new one (getProjectInfo).", code="link_expired")

@@ -1,0 +1,163 @@
+"""Stage 2 — masks: hide the static background of turntable rigs (or use the user's masks).
+
+Why: on an OpenScan rig the camera stands still while the object turns, so the wall and the rig itself appear
+at identical pixels in every photo.  Structure-from-motion then sees thousands of perfect "static" matches that
+say the camera never moved, and dense matching wastes time on a background that is not the object.  When most
+of every photo equals the per-pixel median of all photos, the background is static: everything that differs from
+that median (the object and the turntable turning with it) is kept, the rest is masked.  Handheld sets, where
+the camera moves, never match their median and are left unmasked.  User masks (`NAME.png`, white = object)
+override the detection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .context import StageContext, load_done, save_done
+from .errors import UserInputError
+from .ingest import IngestResult
+
+PROBE_SIZE = (256, 192)  # all photos are compared at this size to decide whether the background is static
+STATIC_FRACTION = 0.4  # handheld sets measure 0.10–0.20 here, static rigs 0.7
+DIFF_THRESHOLD = 18  # grey levels: JPEG noise stays below, the object's appearance changes above
+MASK_LONG_SIDE = 800
+
+
+@dataclass
+class MaskResult:
+    mode: str  # "static-background", "user", or "none"
+    masks_dir: Path | None  # masks named `<image name>.png` (COLMAP convention), 255 = use, 0 = ignore
+    static_fraction: float = 0.0
+    coverage: dict[str, float] = field(default_factory=dict)  # fraction of each photo kept
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode, "masks_dir": str(self.masks_dir) if self.masks_dir else None,
+                "static_fraction": self.static_fraction, "coverage": self.coverage}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MaskResult":
+        return cls(d["mode"], Path(d["masks_dir"]) if d["masks_dir"] else None, d["static_fraction"], d["coverage"])
+
+    def mask_path(self, image_name: str) -> Path | None:
+        return self.masks_dir / f"{image_name}.png" if self.masks_dir else None
+
+
+def _read(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if img is None:
+        raise OSError(f"cannot read {path}")
+    return img
+
+
+def static_background_fraction(images: list[np.ndarray]) -> tuple[float, np.ndarray]:
+    """Median over photos of the fraction of pixels equal to the per-pixel median photo, and that median."""
+    stack = np.stack(images).astype(np.int16)
+    median = np.median(stack, axis=0).astype(np.int16)
+    fractions = [(np.abs(img - median).max(-1) < DIFF_THRESHOLD).mean() for img in stack]
+    return float(np.median(fractions)), median.astype(np.uint8)
+
+
+def object_mask(image: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """255 where the photo differs from the static background, cleaned, holes filled and slightly grown."""
+    diff = np.abs(image.astype(np.int16) - background.astype(np.int16)).max(-1)
+    mask = (diff >= DIFF_THRESHOLD).astype(np.uint8) * 255
+    side = max(mask.shape)
+    k = max(3, side // 200) | 1
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    kc = max(5, side // 60) | 1
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kc, kc)))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    keep = np.zeros_like(mask)
+    min_area = 0.002 * mask.size
+    for i in range(1, n):
+        if stats[i, cv2.CC_STAT_AREA] >= min_area:
+            keep[labels == i] = 255
+    contours, _ = cv2.findContours(keep, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(keep)
+    cv2.drawContours(filled, contours, -1, 255, thickness=cv2.FILLED)
+    kd = max(5, side // 50) | 1
+    return cv2.dilate(filled, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kd, kd)))
+
+
+def _user_masks(ingest: IngestResult, user_dir: Path, out_dir: Path, ctx: StageContext) -> MaskResult:
+    if not user_dir.is_dir():
+        raise UserInputError(f"The masks folder {user_dir} does not exist.")
+    coverage: dict[str, float] = {}
+    found = 0
+    for i, view in enumerate(ingest.views):
+        stem = Path(view.source).stem
+        candidates = [user_dir / f"{Path(view.source).name}.png", user_dir / f"{stem}.png",
+                      user_dir / f"{stem}.jpg", user_dir / f"{view.name}.png"]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            mask = np.full((view.height, view.width), 255, np.uint8)
+        else:
+            mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            if mask is None:
+                raise UserInputError(f"The mask {path.name} is not a readable image.")
+            mask = cv2.resize(mask, (view.width, view.height), interpolation=cv2.INTER_NEAREST)
+            mask = np.where(mask > 127, 255, 0).astype(np.uint8)
+            found += 1
+        cv2.imwrite(str(out_dir / f"{view.name}.png"), mask)
+        coverage[view.name] = float((mask > 0).mean())
+        ctx.report((i + 1) / len(ingest.views), "reading your masks")
+    if found == 0:
+        raise UserInputError(f"No mask in {user_dir} matches a photo name (expected e.g. {Path(ingest.views[0].source).stem}.png).")
+    return MaskResult("user", out_dir, 0.0, coverage)
+
+
+def run(ingest: IngestResult, ctx: StageContext, user_masks: Path | None = None,
+        detect_static: bool = True) -> MaskResult:
+    key = {"views": [v.name for v in ingest.views], "user": str(user_masks) if user_masks else None,
+           "detect": detect_static}
+    if (saved := load_done(ctx.work_dir, key)) is not None:
+        return MaskResult.from_dict(saved)
+    out_dir = ctx.work_dir / "masks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if user_masks is not None:
+        result = _user_masks(ingest, Path(user_masks), out_dir, ctx)
+    else:
+        result = _static_masks(ingest, out_dir, ctx) if detect_static else MaskResult("none", None)
+    save_done(ctx.work_dir, key, result.to_dict())
+    return result
+
+
+def _static_masks(ingest: IngestResult, out_dir: Path, ctx: StageContext) -> MaskResult:
+    sizes = {(v.width, v.height) for v in ingest.views}
+    if len(sizes) != 1:  # a fixed rig camera gives photos of one size
+        return MaskResult("none", None)
+    probes = []
+    for i, view in enumerate(ingest.views):
+        img = _read(ingest.images_dir / view.name)
+        probes.append(cv2.resize(img, PROBE_SIZE, interpolation=cv2.INTER_AREA))
+        ctx.report(0.3 * (i + 1) / len(ingest.views), "looking for a static background")
+        ctx.check_cancelled()
+    fraction, _ = static_background_fraction(probes)
+    if fraction < STATIC_FRACTION:
+        return MaskResult("none", None, fraction)
+    (w, h), = sizes
+    scale = min(1.0, MASK_LONG_SIDE / max(w, h))
+    mw, mh = round(w * scale), round(h * scale)
+    # median at mask resolution, computed in horizontal bands so memory stays bounded for 200 photos
+    background = np.zeros((mh, mw, 3), np.uint8)
+    band = max(8, int(2e8 / (len(ingest.views) * mw * 3 * 2)))
+    smalls = [cv2.resize(_read(ingest.images_dir / v.name), (mw, mh), interpolation=cv2.INTER_AREA)
+              for v in ingest.views] if len(ingest.views) * mw * mh * 3 < 1.5e9 else None
+    if smalls is None:
+        raise UserInputError("Too many photos to compute a background mask; pass your own masks instead.")
+    for y0 in range(0, mh, band):
+        background[y0:y0 + band] = np.median(np.stack([s[y0:y0 + band] for s in smalls]), axis=0).astype(np.uint8)
+    coverage = {}
+    for i, (view, small) in enumerate(zip(ingest.views, smalls)):
+        mask = object_mask(small, background)
+        if (w, h) != (mw, mh):
+            mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+        cv2.imwrite(str(out_dir / f"{view.name}.png"), mask)
+        coverage[view.name] = float((mask > 0).mean())
+        ctx.report(0.3 + 0.7 * (i + 1) / len(ingest.views), "masking the static background")
+        ctx.check_cancelled()
+    return MaskResult("static-background", out_dir, fraction, coverage)

@@ -1,0 +1,88 @@
+"""Quality presets: every knob that trades time for quality, in one frozen dataclass per level.
+
+The numbers were chosen on a 2-core machine (see docs/engine.md): `preview` answers in about two minutes for
+50 photos, `standard` is the default for a good model within a few minutes, `high` spends more time on resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    max_image_size: int  # working size: photos are downscaled so their long side is at most this (px)
+    sift_max_features: int  # cap on SIFT keypoints per photo (matching cost grows with its square)
+    sift_upsample_below: int  # SIFT starts at 2× size (octave −1) only for photos smaller than this (px, long side)
+    depth_max_size: int  # long side of the depth maps (px)
+    depth_planes: int  # planes swept per depth map (depth range comes from the sparse points)
+    depth_sources: int  # neighbour views compared with each reference view
+    depth_window: int  # ZNCC window side (px, odd)
+    min_consistent_views: int  # a depth must be confirmed by this many other views to enter the dense cloud
+    poisson_depth: int  # octree depth of the Poisson surface
+    target_faces: int  # triangle budget of the final mesh
+    texture_size: int  # side of the square texture atlas (px)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_max_image_size(self, px: int | None) -> "Preset":
+        return self if not px else replace(self, max_image_size=int(px))
+
+
+PRESETS: dict[str, Preset] = {
+    "preview": Preset(
+        name="preview",
+        max_image_size=1024,
+        sift_max_features=3000,
+        sift_upsample_below=1000,
+        depth_max_size=400,
+        depth_planes=64,
+        depth_sources=4,
+        depth_window=5,
+        min_consistent_views=2,
+        poisson_depth=8,
+        target_faces=30_000,
+        texture_size=2048,
+    ),
+    "standard": Preset(
+        name="standard",
+        max_image_size=1600,
+        sift_max_features=5000,
+        sift_upsample_below=1000,
+        depth_max_size=640,
+        depth_planes=96,
+        depth_sources=4,
+        depth_window=7,
+        min_consistent_views=2,
+        poisson_depth=10,
+        target_faces=80_000,
+        texture_size=4096,
+    ),
+    "high": Preset(
+        name="high",
+        max_image_size=2400,
+        sift_max_features=8192,
+        sift_upsample_below=2000,
+        depth_max_size=960,
+        depth_planes=160,
+        depth_sources=6,
+        depth_window=7,
+        min_consistent_views=2,
+        poisson_depth=11,
+        target_faces=200_000,
+        texture_size=8192,
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        from .errors import UserInputError
+
+        raise UserInputError(
+            f"Unknown quality {name!r}: choose one of {', '.join(PRESETS)}."
+        ) from None

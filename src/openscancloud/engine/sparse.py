@@ -1,0 +1,277 @@
+"""Stage 3 — sparse: camera poses and a sparse point cloud with pycolmap (SIFT, matching, mapping).
+
+Why these choices: SIFT on the CPU is the slow part, so photos are processed at the working size with a cap on
+keypoints per photo (matching cost grows with the square of that cap).  Up to ~150 photos every pair is matched
+(turntable sets need the "wrap-around" pairs that sequential matching misses); beyond that, a window over the
+sorted names plus quadratic jumps keeps the pair count linear.  Pairs are matched in blocks so progress is
+reported and a cancel request is honoured between blocks.  Incremental mapping is tried first; when it leaves
+many photos out, global mapping (GLOMAP) gets a chance and the larger model wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+
+from .context import StageContext, load_done, save_done
+from .errors import EngineError, UserInputError
+from .ingest import IngestResult
+from .masks import MaskResult
+
+log = logging.getLogger(__name__)
+
+MAX_EXHAUSTIVE = 150
+SEQUENTIAL_OVERLAP = 20
+EXTRACT_BLOCK = 8
+MATCH_BLOCK = 120
+
+
+@dataclass
+class SparseResult:
+    model_dir: Path  # COLMAP binary model (cameras.bin, images.bin, points3D.bin)
+    registered: list[str]
+    unregistered: list[str]
+    num_points: int
+    mean_reprojection_error: float
+    camera_model: str
+    focal_px: float
+    mapper: str  # "incremental" or "global"
+    num_pairs: int
+    matching: str
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["model_dir"] = str(self.model_dir)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SparseResult":
+        d = dict(d)
+        d["model_dir"] = Path(d["model_dir"])
+        return cls(**d)
+
+    def load(self) -> pycolmap.Reconstruction:
+        return pycolmap.Reconstruction(str(self.model_dir))
+
+
+class _CancelBridge:
+    """Forwards the pipeline's threading.Event to a pycolmap CancellationToken while a call runs."""
+
+    def __init__(self, ctx: StageContext):
+        self.ctx = ctx
+        self.token = pycolmap.CancellationToken()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            if self.ctx.cancel.is_set():
+                self.token.cancel()
+                return
+
+    def __enter__(self) -> pycolmap.CancellationToken:
+        self._thread.start()
+        return self.token
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.ctx.check_cancelled()
+
+
+def image_pairs(names: list[str]) -> tuple[list[tuple[str, str]], str]:
+    """Which photo pairs to match: all of them for small sets, a sorted-window scheme for large ones."""
+    n = len(names)
+    if n <= MAX_EXHAUSTIVE:
+        return [(names[i], names[j]) for i in range(n) for j in range(i + 1, n)], "exhaustive"
+    pairs: set[tuple[int, int]] = set()
+    for i in range(n):
+        for k in range(1, SEQUENTIAL_OVERLAP + 1):
+            pairs.add((i, (i + k) % n))
+        k = 1
+        while 2 ** k < n:
+            pairs.add((i, (i + 2 ** k) % n))
+            k += 1
+    ordered = sorted({(min(a, b), max(a, b)) for a, b in pairs if a != b})
+    return [(names[a], names[b]) for a, b in ordered], "sequential+quadratic"
+
+
+def _camera_groups(ingest: IngestResult) -> list[tuple[list[str], float | None, tuple[int, int]]]:
+    """Photos sharing size and EXIF focal share one camera (intrinsics refined together)."""
+    groups: dict[tuple, list[str]] = {}
+    focal_of: dict[tuple, float | None] = {}
+    for v in ingest.views:
+        f = round(v.focal_px, 1) if v.focal_px else None
+        key = (v.width, v.height, f)
+        groups.setdefault(key, []).append(v.name)
+        focal_of[key] = v.focal_px
+    return [(names, focal_of[k], (k[0], k[1])) for k, names in groups.items()]
+
+
+def run(ingest: IngestResult, masks: MaskResult, ctx: StageContext) -> SparseResult:
+    preset = ctx.preset
+    key = {"views": [v.name for v in ingest.views], "masks": masks.mode, "features": preset.sift_max_features,
+           "size": preset.max_image_size, "upsample_below": preset.sift_upsample_below}
+    if (saved := load_done(ctx.work_dir, key)) is not None:
+        return SparseResult.from_dict(saved)
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    database = ctx.work_dir / "database.db"
+    if database.exists():
+        database.unlink()
+    names = [v.name for v in ingest.views]
+    threads = max(1, ctx.num_threads)
+
+    # 1. features, in blocks so that progress moves and cancel is honoured
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.num_threads = threads
+    extraction.max_image_size = preset.max_image_size
+    extraction.sift.max_num_features = preset.sift_max_features
+    # SIFT's default first octave doubles the image: 3× the CPU time for small-scale features that photos of
+    # 1000 px and more do not need (they already give thousands of keypoints); small photos keep it
+    long_side = max(max(v.width, v.height) for v in ingest.views)
+    extraction.sift.first_octave = -1 if long_side < preset.sift_upsample_below else 0
+    done = 0
+    for group_names, focal, (w, h) in _camera_groups(ingest):
+        camera_id = -1
+        for start in range(0, len(group_names), EXTRACT_BLOCK):
+            block = group_names[start:start + EXTRACT_BLOCK]
+            reader = pycolmap.ImageReaderOptions()
+            reader.camera_model = "SIMPLE_RADIAL"
+            if masks.masks_dir is not None:
+                reader.mask_path = str(masks.masks_dir)
+            if camera_id > 0:
+                reader.existing_camera_id = camera_id
+            elif focal:
+                reader.camera_params = f"{focal},{w / 2},{h / 2},0"
+            with _CancelBridge(ctx) as token:
+                pycolmap.extract_features(database, ingest.images_dir, image_names=block,
+                                          camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
+                                          extraction_options=extraction, device=pycolmap.Device.cpu,
+                                          cancellation_token=token)
+            if camera_id < 0:
+                with pycolmap.Database.open(str(database)) as db:
+                    camera_id = db.read_image_with_name(block[0]).camera_id
+            done += len(block)
+            ctx.report(0.35 * done / len(names), f"features {done}/{len(names)} photos")
+
+    # 2. matching, in blocks of pairs
+    pairs, strategy = image_pairs(names)
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = threads
+    verification = pycolmap.TwoViewGeometryOptions()
+    verification.ransac.num_threads = 1
+    pair_file = ctx.work_dir / "pairs.txt"
+    for start in range(0, len(pairs), MATCH_BLOCK):
+        block = pairs[start:start + MATCH_BLOCK]
+        pair_file.write_text("".join(f"{a} {b}\n" for a, b in block))
+        pairing = pycolmap.ImportedPairingOptions()
+        pairing.match_list_path = str(pair_file)
+        with _CancelBridge(ctx) as token:
+            pycolmap.match_image_pairs(database, matching_options=matching, pairing_options=pairing,
+                                       verification_options=verification, device=pycolmap.Device.cpu,
+                                       cancellation_token=token)
+        done_pairs = min(len(pairs), start + MATCH_BLOCK)
+        ctx.report(0.35 + 0.45 * done_pairs / len(pairs), f"matched {done_pairs}/{len(pairs)} pairs")
+
+    # 3. mapping
+    with pycolmap.Database.open(str(database)) as db:
+        verified = db.num_verified_image_pairs()
+    if verified == 0:
+        raise UserInputError("No two photos share enough detail to be matched: take overlapping photos of a "
+                             "textured object (each part visible in at least three photos).")
+    rec, mapper = _map(database, ingest.images_dir, ctx, len(names))
+    if rec is None or rec.num_reg_images() < 3:
+        raise UserInputError("The camera positions could not be recovered: the photos overlap too little or "
+                             "show too little texture (use more photos with ~70 % overlap).")
+    model_dir = ctx.work_dir / "model"
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    model_dir.mkdir()
+    rec.write(str(model_dir))
+    registered = sorted(img.name for img in rec.images.values() if img.has_pose)
+    unregistered = sorted(set(names) - set(registered))
+    cam = next(iter(rec.cameras.values()))
+    result = SparseResult(
+        model_dir=model_dir,
+        registered=registered,
+        unregistered=unregistered,
+        num_points=rec.num_points3D(),
+        mean_reprojection_error=float(rec.compute_mean_reprojection_error()),
+        camera_model=cam.model_name if hasattr(cam, "model_name") else str(cam.model),
+        focal_px=float(cam.mean_focal_length()),
+        mapper=mapper,
+        num_pairs=len(pairs),
+        matching=strategy,
+        extra={"verified_pairs": int(verified), "num_cameras": rec.num_cameras()},
+    )
+    save_done(ctx.work_dir, key, result.to_dict())
+    ctx.report(1.0, f"{len(registered)}/{len(names)} photos registered")
+    return result
+
+
+def _map(database: Path, images_dir: Path, ctx: StageContext, total: int):
+    out = ctx.work_dir / "mapping"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir()
+    options = pycolmap.IncrementalPipelineOptions()
+    options.num_threads = max(1, ctx.num_threads)
+    options.multiple_models = True
+    counter = {"n": 0}
+
+    def next_image() -> None:
+        counter["n"] += 1
+        ctx.report(0.8 + 0.18 * min(1.0, counter["n"] / total), f"placed {min(counter['n'], total)}/{total} cameras")
+
+    with _CancelBridge(ctx) as token:
+        models = pycolmap.incremental_mapping(database, images_dir, out, options, next_image_callback=next_image,
+                                              cancellation_token=token)
+    best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
+    mapper = "incremental"
+    if best is None or best.num_reg_images() < 0.9 * total:
+        ctx.report(0.95, "trying global mapping")
+        try:
+            gout = ctx.work_dir / "mapping_global"
+            if gout.exists():
+                shutil.rmtree(gout)
+            gout.mkdir()
+            gopts = pycolmap.GlobalPipelineOptions()
+            gopts.num_threads = max(1, ctx.num_threads)
+            gmodels = pycolmap.global_mapping(database, images_dir, gout, gopts)
+            gbest = max(gmodels.values(), key=lambda r: r.num_reg_images(), default=None)
+            if gbest is not None and (best is None or gbest.num_reg_images() > best.num_reg_images()):
+                best, mapper = gbest, "global"
+        except Exception as exc:  # global mapping is a fallback; its failure must not hide the first result
+            log.warning("global mapping failed: %s", exc)
+        ctx.check_cancelled()
+    return best, mapper
+
+
+def camera_arrays(rec: pycolmap.Reconstruction) -> dict[str, dict]:
+    """Per registered image: K (3×3), R, t (world→camera), centre, size. The handiest form for numpy stages."""
+    out = {}
+    for img in rec.images.values():
+        if not img.has_pose:
+            continue
+        cam = img.camera
+        pose = img.cam_from_world()
+        m = pose.matrix()
+        out[img.name] = {
+            "image_id": img.image_id,
+            "K": np.asarray(cam.calibration_matrix(), dtype=np.float64),
+            "R": np.asarray(m[:, :3], dtype=np.float64),
+            "t": np.asarray(m[:, 3], dtype=np.float64),
+            "center": np.asarray(img.projection_center(), dtype=np.float64),
+            "width": cam.width,
+            "height": cam.height,
+            "params": np.asarray(cam.params, dtype=np.float64),
+            "model": cam.model_name if hasattr(cam, "model_name") else str(cam.model),
+        }
+    return out

@@ -1,0 +1,331 @@
+"""The processing node: `openscan-cloud worker --server URL --token WORKER_TOKEN`.
+
+It only makes outgoing HTTP requests to the server (works behind NAT): register → claim → download the input
+zip by its signed link → run the engine in a child process (`python -m openscancloud.engine ... --progress
+jsonl`) while a heartbeat thread reports stage/progress/log tail and watches for cancel / lost lease → zip the
+outputs → upload them by signed link → complete (or fail, telling the server whether the user's photos were
+the cause). The engine runs in its own process group so cancelling kills every process it started.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+
+log = logging.getLogger("openscancloud.worker")
+
+TAIL_LINES = 60
+
+
+class LeaseLost(Exception):
+    """The server gave this job to someone else (or it was cancelled): stop quietly."""
+
+
+@dataclass
+class JobState:
+    stage: str = "starting"
+    progress: float = 0.0
+    message: str | None = None
+    tail: deque = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    stop: threading.Event = field(default_factory=threading.Event)
+    stop_reason: str | None = None  # "cancel" | "lease_lost" | "shutdown"
+    final: dict[str, Any] | None = None
+
+
+class Worker:
+    def __init__(
+        self,
+        server: str,
+        token: str,
+        *,
+        name: str | None = None,
+        work_dir: Path | None = None,
+        poll_seconds: float = 3.0,
+        stop: threading.Event | None = None,
+        engine_command: list[str] | None = None,
+        max_image_size: int | None = None,
+    ) -> None:
+        self.server = server.rstrip("/")
+        self.http = httpx.Client(base_url=self.server, headers={"Authorization": f"Bearer {token}"},
+                                 timeout=httpx.Timeout(60.0, connect=10.0))
+        self.links = httpx.Client(timeout=httpx.Timeout(600.0, connect=10.0))  # signed links: no token sent
+        self.name = name or f"{platform.node()}-{os.getpid()}"
+        self.work_dir = Path(work_dir) if work_dir else None
+        self.poll_seconds = poll_seconds
+        self.stop = stop or threading.Event()
+        self.engine_command = engine_command or [sys.executable, "-m", "openscancloud.engine"]
+        self.max_image_size = max_image_size
+        self.worker_id: str | None = None
+
+    # --- protocol -------------------------------------------------------------------------------------------
+    def register(self) -> str:
+        import psutil
+
+        body = {"name": self.name, "cpus": os.cpu_count() or 1,
+                "ram_mb": int(psutil.virtual_memory().total / 2**20), "gpu": None}
+        r = self.http.post("/api/v1/worker/register", json=body)
+        _raise(r)
+        self.worker_id = r.json()["worker_id"]
+        log.info("worker %s registered as %s", self.name, self.worker_id)
+        return self.worker_id
+
+    def claim(self) -> dict[str, Any] | None:
+        r = self.http.post("/api/v1/worker/claim", json={"worker_id": self.worker_id})
+        if r.status_code == 204:
+            return None
+        _raise(r)
+        return r.json()
+
+    def heartbeat(self, job: dict[str, Any], state: JobState) -> bool:
+        body = {"attempt": job["attempt"], "worker_id": self.worker_id, "stage": state.stage,
+                "progress": state.progress, "message": state.message, "log_tail": "\n".join(state.tail)}
+        r = self.http.post(f"/api/v1/worker/jobs/{job['job_id']}/heartbeat", json=body)
+        if r.status_code == 409:
+            raise LeaseLost()
+        _raise(r)
+        return bool(r.json().get("cancel"))
+
+    # --- main loop ------------------------------------------------------------------------------------------
+    def run_forever(self) -> None:
+        while not self.stop.is_set():
+            try:
+                if self.worker_id is None:
+                    self.register()
+                job = self.claim()
+            except (httpx.HTTPError, RuntimeError) as exc:
+                log.warning("server not reachable (%s); retrying", exc)
+                self.stop.wait(self.poll_seconds * 2)
+                continue
+            if job is None:
+                self.stop.wait(self.poll_seconds)
+                continue
+            try:
+                self.process(job)
+            except Exception:
+                log.exception("job %s crashed in the worker", job.get("job_id"))
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+        self.links.close()
+
+    def run_once(self) -> bool:
+        """Claim and process at most one job (tests, cron-style nodes). Returns whether a job was processed."""
+        if self.worker_id is None:
+            self.register()
+        job = self.claim()
+        if job is None:
+            return False
+        self.process(job)
+        return True
+
+    # --- one job --------------------------------------------------------------------------------------------
+    def process(self, job: dict[str, Any]) -> None:
+        log.info("job %s attempt %s: start", job["job_id"], job["attempt"])
+        state = JobState()
+        beat = threading.Thread(target=self._heartbeat_loop, args=(job, state), daemon=True, name="heartbeat")
+        beat.start()
+        tmp = Path(tempfile.mkdtemp(prefix=f"osc-{job['job_id'][:8]}-", dir=self.work_dir))
+        try:
+            self._process(job, state, tmp)
+        except LeaseLost:
+            log.warning("job %s: %s, stopped", job["job_id"], state.stop_reason or "lease lost")
+        finally:
+            state.stop.set()
+            beat.join(timeout=5)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _process(self, job: dict[str, Any], state: JobState, tmp: Path) -> None:
+        state.stage, state.message = "download", "downloading the photos"
+        input_zip = tmp / "input.zip"
+        with self.links.stream("GET", job["input_url"]) as r:
+            _raise(r)
+            with open(input_zip, "wb") as fh:
+                for block in r.iter_bytes(1 << 20):
+                    fh.write(block)
+                    self._check(state)
+        out = tmp / "out"
+        cmd = [*self.engine_command, str(input_zip), "-o", str(out), "--quality", str(job.get("quality") or "standard"),
+               "--work-dir", str(tmp / "work"), "--progress", "jsonl"]
+        if self.max_image_size:
+            cmd += ["--max-image-size", str(self.max_image_size)]
+        rc = self._run_engine(cmd, state)
+        self._check(state)
+        final = state.final or {}
+        if rc == 0 and final.get("event") == "done":
+            state.stage, state.progress, state.message = "upload", 1.0, "uploading the result"
+            result = tmp / "result.zip"
+            _zip_dir(out, result)
+            with open(result, "rb") as fh:
+                r = self.links.put(job["result_url"], content=_file_chunks(fh),
+                                   headers={"Content-Type": "application/zip"})
+            if r.status_code == 409:
+                raise LeaseLost()
+            _raise(r)
+            report = _read_json(out / "report.json") or {}
+            report = {"engine": report, "result_sha256": r.json().get("sha256"), "result_size": r.json().get("size")}
+            self._finish(job, "complete", {"attempt": job["attempt"], "report": report})
+            log.info("job %s done", job["job_id"])
+            return
+        if final.get("event") == "error":
+            message = str(final.get("message") or "The reconstruction failed.")
+            user_error = bool(final.get("user_error")) or rc == 2
+        else:
+            message = f"The reconstruction engine stopped unexpectedly (exit code {rc})."
+            user_error = False
+        self._finish(job, "fail", {"attempt": job["attempt"], "message": message, "user_error": user_error})
+        log.info("job %s failed: %s", job["job_id"], message)
+
+    def _finish(self, job: dict[str, Any], what: str, body: dict[str, Any]) -> None:
+        for attempt in range(5):
+            try:
+                r = self.http.post(f"/api/v1/worker/jobs/{job['job_id']}/{what}", json=body)
+            except httpx.HTTPError:
+                time.sleep(2 * (attempt + 1))
+                continue
+            if r.status_code == 409:
+                raise LeaseLost()
+            _raise(r)
+            return
+        raise RuntimeError(f"could not report '{what}' for job {job['job_id']}")
+
+    def _check(self, state: JobState) -> None:
+        if state.stop_reason in ("cancel", "lease_lost"):
+            raise LeaseLost()
+        if self.stop.is_set():
+            state.stop_reason = "shutdown"
+            raise LeaseLost()
+
+    def _heartbeat_loop(self, job: dict[str, Any], state: JobState) -> None:
+        """Beat every `heartbeat_seconds`, and at once (at most every second) when the stage changes."""
+        interval = float(job.get("heartbeat_seconds") or max(1, int(job.get("lease_seconds", 60)) // 4))
+        last_sent, last_stage = 0.0, None
+        while not state.stop.wait(1.0):
+            if time.monotonic() - last_sent < interval and state.stage == last_stage:
+                continue
+            last_sent, last_stage = time.monotonic(), state.stage
+            try:
+                if self.heartbeat(job, state):
+                    state.stop_reason = "cancel"
+                    state.stop.set()
+            except LeaseLost:
+                state.stop_reason = "lease_lost"
+                state.stop.set()
+            except (httpx.HTTPError, RuntimeError) as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    def _run_engine(self, cmd: list[str], state: JobState) -> int:
+        log.info("running %s", " ".join(cmd))
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+                                start_new_session=True)
+        readers = [threading.Thread(target=self._read_stdout, args=(proc, state), daemon=True),
+                   threading.Thread(target=self._read_stderr, args=(proc, state), daemon=True)]
+        for t in readers:
+            t.start()
+        try:
+            while proc.poll() is None:
+                if state.stop.wait(0.5) and (state.stop_reason in ("cancel", "lease_lost") or self.stop.is_set()):
+                    _kill_group(proc)
+                    break
+                if self.stop.is_set():
+                    _kill_group(proc)
+                    break
+        finally:
+            if proc.poll() is None:
+                _kill_group(proc)
+            for t in readers:
+                t.join(timeout=5)
+        return proc.returncode
+
+    @staticmethod
+    def _read_stdout(proc: subprocess.Popen, state: JobState) -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                state.tail.append(line[:500])
+                continue
+            if not isinstance(event, dict):
+                continue
+            kind = event.get("event")
+            if kind == "progress":
+                state.stage = str(event.get("stage") or state.stage)
+                try:
+                    state.progress = min(max(float(event.get("progress", state.progress)), 0.0), 1.0)
+                except (TypeError, ValueError):
+                    pass
+                state.message = event.get("message") or state.message
+                state.tail.append(f"[{state.stage}] {state.message or ''}".strip())
+            elif kind in ("done", "error"):
+                state.final = event
+                state.tail.append(f"[{kind}] {event.get('message', '')}".strip())
+
+    @staticmethod
+    def _read_stderr(proc: subprocess.Popen, state: JobState) -> None:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            if line.strip():
+                state.tail.append(line.rstrip()[:500])
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the engine's whole process group, SIGKILL what is left after 10 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def _zip_dir(src: Path, dest: Path) -> None:
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+        for path in sorted(src.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(src).as_posix())
+
+
+def _file_chunks(fh: Any, size: int = 1 << 20) -> Iterator[bytes]:
+    while block := fh.read(size):
+        yield block
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _raise(r: httpx.Response) -> None:
+    if r.status_code >= 400:
+        try:
+            r.read()
+            detail = r.json().get("detail") or r.json().get("message")
+        except Exception:
+            detail = r.text[:200] if hasattr(r, "text") else ""
+        raise RuntimeError(f"server answered {r.status_code}: {detail}")

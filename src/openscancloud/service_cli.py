@@ -1,0 +1,306 @@
+"""Server commands of `openscan-cloud`: `serve`, `worker` and `tokens ...` (admin).
+
+Every command takes `--data-dir` (env `OPENSCAN_DATA_DIR`, default `./data`) and reads the rest of its settings
+from `OPENSCAN_*` environment variables (see `settings.py`). Also runnable alone as
+`python -m openscancloud.service_cli ...`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+DataDir = typer.Option(None, "--data-dir", help="Data directory (env OPENSCAN_DATA_DIR, default ./data).")
+
+
+def _settings(data_dir: Optional[Path], **overrides: Any):  # noqa: ANN202
+    from openscancloud.settings import Settings
+
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _context(data_dir: Optional[Path]):  # noqa: ANN202
+    from openscancloud.api.app import build_context
+
+    return build_context(_settings(data_dir))
+
+
+# ============================================================================================== serve ===
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port (0 picks a free one)."),
+    data_dir: Optional[Path] = DataDir,
+    workers: int = typer.Option(1, "--workers", help="Built-in processing workers (0: only external ones)."),
+    public_url: Optional[str] = typer.Option(None, help="Base URL for links (env OPENSCAN_PUBLIC_URL)."),
+) -> None:
+    """Run the API server (and, by default, one processing worker of its own)."""
+    import uvicorn
+
+    from openscancloud.api.app import create_app
+    from openscancloud.jobs.worker import Worker
+
+    _setup_logging()
+    settings = _settings(data_dir, public_url=public_url)
+    app = create_app(settings)
+    ctx = app.state.ctx
+    public = ctx.service.public_token()
+    worker_token = ctx.service.builtin_worker_token() if workers > 0 else None
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def on_ready(actual_port: int) -> None:
+        shown_host = f"[{host}]" if ":" in host else host
+        print(f"listening on http://{shown_host}:{actual_port}", flush=True)
+        print(f"public token: {public}", flush=True)
+        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else shown_host
+        for i in range(workers):
+            w = Worker(f"http://{local}:{actual_port}", worker_token, name=f"builtin-{i + 1}",
+                       work_dir=_work_dir(settings), stop=stop)
+            t = threading.Thread(target=w.run_forever, daemon=True, name=f"worker-{i + 1}")
+            t.start()
+            threads.append(t)
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    server = _ReadyServer(config, on_ready)
+    try:
+        server.run()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=15)
+    if not server.started:
+        _fail(f"could not listen on {host}:{port}")
+
+
+class _ReadyServer:
+    """uvicorn.Server that calls back once the socket is bound (to print the one 'listening on' line)."""
+
+    def __new__(cls, config, on_ready):  # noqa: ANN001, ANN204
+        import uvicorn
+
+        class Ready(uvicorn.Server):
+            async def startup(self, sockets=None):  # noqa: ANN001, ANN202
+                await super().startup(sockets=sockets)
+                if self.started:
+                    port = config.port
+                    for srv in self.servers:
+                        for sock in srv.sockets:
+                            port = sock.getsockname()[1]
+                    on_ready(port)
+
+        return Ready(config)
+
+
+def _work_dir(settings) -> Path:  # noqa: ANN001
+    path = settings.data_dir / "work"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# ============================================================================================= worker ===
+def worker(
+    server: str = typer.Option(..., "--server", help="Server base URL, e.g. https://cloud.example.org"),
+    token: str = typer.Option(..., "--token", envvar="OPENSCAN_WORKER_TOKEN", help="A worker token."),
+    name: Optional[str] = typer.Option(None, help="Name shown to the operator (default: host-pid)."),
+    work_dir: Optional[Path] = typer.Option(None, help="Scratch space (default: <data-dir>/work or the system temp)."),
+    once: bool = typer.Option(False, help="Process at most one job, then exit."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Pull jobs from a server over HTTP and run the reconstruction engine on them."""
+    from openscancloud.jobs.worker import Worker
+
+    _setup_logging()
+    if work_dir is None and data_dir is not None:
+        work_dir = data_dir / "work"
+    if work_dir is not None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    w = Worker(server, token, name=name, work_dir=work_dir)
+    try:
+        if once:
+            w.run_once()
+        else:
+            w.run_forever()
+    except KeyboardInterrupt:
+        w.stop.set()
+    except RuntimeError as exc:
+        _fail(str(exc))
+
+
+# ============================================================================================= tokens ===
+tokens_app = typer.Typer(help="Manage API tokens (admin).", no_args_is_help=True)
+
+
+def _token_dict(ctx, row) -> dict[str, Any]:  # noqa: ANN001
+    return {
+        "id": row.id, "kind": row.kind, "status": row.status, "hint": row.hint, "label": row.label,
+        "forename": row.forename, "surname": row.surname, "email": row.email,
+        "credit_gb": ctx.service.credit_of(row.id), "limit_photos": row.limit_photos,
+        "limit_filesize": row.limit_filesize, "created_at": row.created_at.isoformat(timespec="seconds") + "Z",
+    }
+
+
+@tokens_app.command("create")
+def tokens_create(
+    kind: str = typer.Option("private", help="private | worker | admin"),
+    forename: Optional[str] = typer.Option(None),
+    surname: Optional[str] = typer.Option(None),
+    email: Optional[str] = typer.Option(None),
+    label: Optional[str] = typer.Option(None, help="Free text, e.g. the worker machine."),
+    credit_gb: Optional[float] = typer.Option(None, help="Initial credit for private tokens (GB)."),
+    limit_photos: Optional[int] = typer.Option(None),
+    limit_filesize: Optional[int] = typer.Option(None, help="Bytes."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Create a token and print it (it is shown only this once)."""
+    from openscancloud.domain.errors import DomainError
+    from openscancloud.domain.tokens import TokenKind
+
+    if kind not in ("private", "worker", "admin"):
+        _fail("--kind must be private, worker or admin (the public token: 'tokens public').", 2)
+    if kind == "private" and not (forename and surname and email):
+        _fail("a private token needs --forename, --surname and --email.", 2)
+    if credit_gb is not None and credit_gb < 0:
+        _fail("--credit-gb cannot be negative.", 2)
+    ctx = _context(data_dir)
+    try:
+        token, view = ctx.service.create_token(
+            TokenKind(kind), forename=forename, surname=surname, email=email, label=label, credit_gb=credit_gb,
+            limit_photos=limit_photos, limit_filesize=limit_filesize,
+        )
+    except DomainError as exc:
+        _fail(exc.message)
+    row = ctx.service.find_token(str(view.id))
+    if as_json:
+        typer.echo(json.dumps({"token": token, **_token_dict(ctx, row)}))
+    else:
+        typer.echo(token)
+
+
+@tokens_app.command("list")
+def tokens_list(as_json: bool = typer.Option(False, "--json"), data_dir: Optional[Path] = DataDir) -> None:
+    """List all tokens (hints only; secrets are never stored)."""
+    ctx = _context(data_dir)
+    rows = [_token_dict(ctx, r) for r in ctx.service.list_tokens()]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    typer.echo(f"{'id':>4}  {'kind':8} {'status':8} {'hint':9} {'credit GB':>10}  owner")
+    for r in rows:
+        owner = " ".join(x for x in (r["forename"], r["surname"]) if x) or r["label"] or ""
+        if r["email"]:
+            owner += f" <{r['email']}>"
+        typer.echo(f"{r['id']:>4}  {r['kind']:8} {r['status']:8} {r['hint']:9} {r['credit_gb']:>10.3f}  {owner}")
+
+
+def _find(ctx, ref: str):  # noqa: ANN001, ANN202
+    from openscancloud.domain.errors import DomainError
+
+    try:
+        return ctx.service.find_token(ref)
+    except DomainError as exc:
+        _fail(exc.message)
+
+
+@tokens_app.command("show")
+def tokens_show(ref: str = typer.Argument(..., help="Token id, hint or the token itself."),
+                as_json: bool = typer.Option(False, "--json"), data_dir: Optional[Path] = DataDir) -> None:
+    """Show one token with its credit ledger."""
+    ctx = _context(data_dir)
+    row = _find(ctx, ref)
+    info = _token_dict(ctx, row)
+    with ctx.service.uow() as repo:
+        info["ledger"] = [
+            {"at": e.created_at.isoformat(timespec="seconds") + "Z", "kind": e.kind, "amount_gb": e.amount_gb,
+             "project_id": e.project_id, "reason": e.reason}
+            for e in repo.ledger(token_id=row.id)
+        ]
+    if as_json:
+        typer.echo(json.dumps(info))
+        return
+    for k, v in info.items():
+        if k != "ledger":
+            typer.echo(f"{k:15} {v}")
+    typer.echo("ledger:")
+    for e in info["ledger"]:
+        typer.echo(f"  {e['at']}  {e['kind']:7} {e['amount_gb']:+.6f} GB  {e['reason']}  {e['project_id'] or ''}")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(ref: str = typer.Argument(...), data_dir: Optional[Path] = DataDir) -> None:
+    """Revoke a token: it stops working immediately."""
+    ctx = _context(data_dir)
+    row = _find(ctx, ref)
+    ctx.service.revoke_token(row.id)
+    typer.echo(f"token {row.id} ({row.hint}…) revoked")
+
+
+@tokens_app.command("topup")
+def tokens_topup(ref: str = typer.Argument(...), gb: float = typer.Argument(..., help="GB to add."),
+                 reason: str = typer.Option("top-up"), data_dir: Optional[Path] = DataDir) -> None:
+    """Add credit to a private token (a ledger row)."""
+    from openscancloud.domain.errors import DomainError
+
+    ctx = _context(data_dir)
+    row = _find(ctx, ref)
+    try:
+        balance = ctx.service.topup(row.id, gb, reason)
+    except DomainError as exc:
+        _fail(exc.message)
+    typer.echo(f"token {row.id}: credit now {balance:.3f} GB")
+
+
+@tokens_app.command("public")
+def tokens_public(as_json: bool = typer.Option(False, "--json"), data_dir: Optional[Path] = DataDir) -> None:
+    """Print the shared public token (created on first use)."""
+    ctx = _context(data_dir)
+    token = ctx.service.public_token()
+    if as_json:
+        row = ctx.service.find_token(token)
+        typer.echo(json.dumps({"token": token, **_token_dict(ctx, row)}))
+    else:
+        typer.echo(token)
+
+
+# ========================================================================================= maintenance ===
+def maintenance(data_dir: Optional[Path] = DataDir) -> None:
+    """Run one maintenance round now (lease expiry, project expiry, retention cleanup)."""
+    ctx = _context(data_dir)
+    typer.echo(json.dumps(ctx.maintenance.run_once()))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("worker")(worker)
+    app.command("maintenance")(maintenance)
+    app.add_typer(tokens_app, name="tokens")
+
+
+def main() -> None:
+    standalone = typer.Typer(name="openscan-cloud", no_args_is_help=True, pretty_exceptions_enable=False)
+    register(standalone)
+    standalone()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""All server configuration in one typed object.
+
+`Settings` reads `OPENSCAN_*` environment variables (pydantic-settings); command-line flags override them by
+passing keyword arguments. The object is created once at the edge (CLI / test) and handed down explicitly —
+nothing deep inside the server reads the environment.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENSCAN_", extra="ignore")
+
+    # --- where things live ---------------------------------------------------------------------------------
+    data_dir: Path = Path("./data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/openscan.db"
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL put into upload/download links (e.g. https://cloud.example.org). "
+        "Default: the URL the request came in on.",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="HMAC key for signed links and derived tokens. Default: generated once and kept in "
+        "<data_dir>/secret.key so that every process sharing the data dir agrees.",
+    )
+
+    # --- legacy protocol ----------------------------------------------------------------------------------
+    basic_auth: bool = True
+    basic_auth_user: str = "openscan"
+    basic_auth_password: str = "free"
+
+    # --- uploads, links, retention ------------------------------------------------------------------------
+    part_limit_bytes: int = 200_000_000
+    upload_link_seconds: int = 4 * 3600
+    retention_days: float = 30.0
+
+    # --- tokens and credit --------------------------------------------------------------------------------
+    public_daily_credit_gb: float = 10.0
+    public_limit_photos: int = 400
+    public_limit_filesize: int = 2_000_000_000
+    private_credit_gb: float = 50.0
+    private_limit_photos: int = 2000
+    private_limit_filesize: int = 10_000_000_000
+    request_token_per_email_per_day: int = 3
+    request_token_per_ip_per_hour: int = 10
+
+    # --- zip checks ---------------------------------------------------------------------------------------
+    zip_max_entries: int = 10_000
+    zip_max_uncompressed_bytes: int = 50_000_000_000
+    zip_max_ratio: float = 100.0
+
+    # --- jobs ---------------------------------------------------------------------------------------------
+    quality: str = "standard"
+    lease_seconds: int = 120
+    max_attempts: int = 3
+    maintenance_interval_seconds: float = 30.0
+    worker_offline_seconds: int = 300
+
+    # --- email / webhooks ---------------------------------------------------------------------------------
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    mail_from: str = "OpenScan Cloud <noreply@localhost>"
+    webhook_attempts: int = 4
+    webhook_backoff_seconds: float = 2.0
+
+    # ------------------------------------------------------------------------------------------------------
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'openscan.db').resolve()}"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "storage"
+
+    def ensure_data_dir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    def signing_key(self) -> bytes:
+        """The HMAC key: from settings, or persisted in the data dir (created atomically on first use)."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        self.ensure_data_dir()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            tmp = path.with_name(f".secret.key.{secrets.token_hex(4)}")
+            tmp.write_text(secrets.token_hex(32))
+            tmp.chmod(0o600)
+            try:
+                # link() fails if another process won the race: then everybody uses the winner's key.
+                import os
+
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
+        return path.read_text().strip().encode()

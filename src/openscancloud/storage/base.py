@@ -1,0 +1,65 @@
+"""The storage interface the rest of the server programs against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import AsyncIterator, BinaryIO, Iterator, Protocol
+
+
+class PartTooLarge(Exception):
+    """The stream went past the part limit; nothing was kept."""
+
+
+class OffsetMismatch(Exception):
+    """A `Content-Range` upload did not start where the stored partial part ends."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(f"expected offset {offset}")
+        self.offset = offset
+
+
+@dataclass(frozen=True)
+class StoredPart:
+    index: int
+    size: int
+    sha256: str
+
+
+class Storage(Protocol):
+    # --- upload parts -------------------------------------------------------------------------------------
+    async def put_part(
+        self, project_id: str, index: int, chunks: AsyncIterator[bytes], limit: int
+    ) -> StoredPart: ...
+
+    async def append_part(
+        self, project_id: str, index: int, start: int, total: int, chunks: AsyncIterator[bytes], limit: int
+    ) -> tuple[int, StoredPart | None]: ...
+
+    def part_offset(self, project_id: str, index: int) -> tuple[int, bool]: ...
+
+    def delete_parts(self, project_id: str) -> None: ...
+
+    # --- input zip ------------------------------------------------------------------------------------------
+    def assemble_input(self, project_id: str, parts: int) -> int: ...
+
+    def input_local_path(self, project_id: str) -> str: ...
+
+    def open_input(self, project_id: str) -> BinaryIO: ...
+
+    def input_size(self, project_id: str) -> int | None: ...
+
+    def delete_input(self, project_id: str) -> None: ...
+
+    # --- result zip -----------------------------------------------------------------------------------------
+    async def put_result(self, project_id: str, chunks: AsyncIterator[bytes], limit: int) -> StoredPart: ...
+
+    def result_size(self, project_id: str) -> int | None: ...
+
+    def open_result(self, project_id: str) -> BinaryIO: ...
+
+    def read_result(self, project_id: str, start: int, end: int, chunk_size: int = 1 << 20) -> Iterator[bytes]: ...
+
+    def delete_result(self, project_id: str) -> None: ...
+
+    # --- everything -----------------------------------------------------------------------------------------
+    def delete_project(self, project_id: str) -> None: ...

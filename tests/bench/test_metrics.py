@@ -1,0 +1,104 @@
+"""The ground-truth metric must give F≈1 for the truth itself, a low F for a surface 2τ off, and must undo any
+similarity the reconstruction happens to be expressed in (checked against synth_bust's ground truth)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+from scipy.spatial.transform import Rotation
+
+
+def _random_similarity(metrics, seed: int):
+    rng = np.random.default_rng(seed)
+    R = Rotation.random(random_state=seed).as_matrix()
+    return metrics.Similarity(scale=float(rng.uniform(0.2, 30.0)), R=R, t=rng.normal(0.0, 5.0, 3))
+
+
+def test_umeyama_recovers_a_similarity_exactly(metrics):
+    rng = np.random.default_rng(3)
+    src = rng.normal(size=(30, 3))
+    truth = _random_similarity(metrics, 4)
+    fitted = metrics.umeyama(src, truth.apply(src))
+    assert fitted.scale == pytest.approx(truth.scale, rel=1e-10)
+    np.testing.assert_allclose(fitted.R, truth.R, atol=1e-10)
+    np.testing.assert_allclose(fitted.t, truth.t, atol=1e-8)
+
+
+def test_robust_similarity_ignores_a_few_misplaced_cameras(metrics):
+    rng = np.random.default_rng(5)
+    dst = rng.normal(size=(24, 3))
+    truth = _random_similarity(metrics, 6)
+    inverse = metrics.umeyama(truth.apply(dst), dst)  # maps "reconstruction" back onto dst
+    src = truth.apply(dst)
+    src[[2, 11, 17]] += rng.normal(0.0, 3.0 * truth.scale, (3, 3))  # three cameras thrown far off
+    names = [f"img_{i:04d}.jpg" for i in range(len(dst))]
+    alignment = metrics.robust_similarity(names, src, dst, inlier_threshold=0.01)
+    assert sorted(alignment.outliers) == ["img_0002.jpg", "img_0011.jpg", "img_0017.jpg"]
+    assert alignment.similarity.scale == pytest.approx(inverse.scale, rel=1e-9)
+    assert alignment.rms_residual_m < 1e-9
+
+
+def test_too_few_matching_cameras_is_a_clear_error(metrics, bust_truth):
+    gt = bust_truth[0]
+    with pytest.raises(metrics.MetricError, match="at least 3"):
+        metrics.align_to_ground_truth({"img_0000.jpg": np.zeros(3), "other.jpg": np.ones(3)}, gt)
+
+
+def test_visibility_drops_the_hidden_underside_but_keeps_most_of_the_bust(bust_truth):
+    gt, region, visible = bust_truth
+    share = visible.visible / visible.sampled
+    assert 0.6 < share < 0.99  # the base standing on the plate is never seen
+    # no visible sample lies on the bottom face (z≈0) of the bust
+    assert visible.points[:, 2].min() >= region.lo[2]
+
+
+def test_ground_truth_against_itself_scores_one(metrics, bust_truth):
+    gt, region, visible = bust_truth
+    score = metrics.score_surface(gt.vertices, gt.faces, gt, visible, region, samples=60_000)
+    for s in score.thresholds:
+        assert s.accuracy > 0.999 and s.completeness > 0.999 and s.fscore > 0.999
+    assert score.accuracy_median_m < 1e-6
+
+
+def test_surface_offset_by_two_tau_scores_low(metrics, bust_truth):
+    gt, region, visible = bust_truth
+    tau = 0.005 * gt.diagonal
+    mesh = trimesh.Trimesh(gt.vertices, gt.faces, process=False)
+    inflated = gt.vertices + 2 * tau * mesh.vertex_normals  # every point 2τ away from the truth
+    score = metrics.score_surface(inflated, gt.faces, gt, visible, region, samples=60_000)
+    assert score.at(0.005).fscore < 0.1
+    assert score.accuracy_median_m == pytest.approx(2 * tau, rel=0.1)
+    shifted = gt.vertices + 2 * tau * np.array([1.0, 1.0, 1.0]) / np.sqrt(3)  # rigid shift: only some points far
+    score = metrics.score_surface(shifted, gt.faces, gt, visible, region, samples=60_000)
+    assert score.at(0.005).fscore < 0.75
+
+
+def test_point_cloud_reconstruction_is_measured_by_nearest_points(metrics, bust_truth):
+    gt, region, visible = bust_truth
+    cloud = metrics.sample_surface(gt.vertices, gt.faces, 150_000, seed=9)
+    score = metrics.score_surface(cloud, None, gt, visible, region)
+    assert score.at(0.005).fscore > 0.99
+
+
+def test_random_similarity_of_cameras_and_mesh_is_undone(metrics, bust_gt_dir, tmp_path):
+    import pycolmap
+
+    sim = _random_similarity(metrics, 7)
+    rec = pycolmap.Reconstruction(str(bust_gt_dir / "colmap"))
+    rec.transform(pycolmap.Sim3d(sim.scale, pycolmap.Rotation3d(sim.R), sim.t))
+    sparse = tmp_path / "sparse"
+    sparse.mkdir()
+    rec.write_binary(str(sparse))
+    gt = metrics.load_ground_truth(bust_gt_dir)
+    mesh_path = tmp_path / "model.ply"
+    trimesh.Trimesh(sim.apply(gt.vertices), gt.faces, process=False).export(mesh_path)
+
+    score = metrics.evaluate(mesh_path, sparse, bust_gt_dir, samples=60_000)
+
+    expected = np.linalg.inv(sim.matrix())
+    np.testing.assert_allclose(np.array(score.alignment["matrix"]), expected, atol=1e-6 * np.abs(expected).max())
+    assert score.alignment["scale"] == pytest.approx(1.0 / sim.scale, rel=1e-6)
+    assert score.alignment["cameras_inliers"] == 48 and score.alignment["outliers"] == []
+    assert score.alignment["rms_residual_m"] < 1e-7
+    assert score.at(0.005).fscore > 0.99

@@ -1,0 +1,99 @@
+"""One real reconstruction in the default suite: kermit, preset preview, through the worker's command line.
+
+This exercises the `python -m openscancloud.engine ... --progress jsonl` contract exactly as the server's worker
+uses it, then checks the outputs a person would look at.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pycolmap
+import pytest
+import trimesh
+
+
+@pytest.fixture(scope="module")
+def kermit_run(photo_set, tmp_path_factory):
+    images = photo_set("kermit")
+    out = tmp_path_factory.mktemp("kermit_e2e") / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "openscancloud.engine", str(images), "-o", str(out), "--quality", "preview",
+         "--progress", "jsonl"],
+        capture_output=True, text=True, timeout=600,
+    )
+    return proc, out
+
+
+def test_jsonl_contract(kermit_run):
+    proc, out = kermit_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = [json.loads(line) for line in proc.stdout.splitlines()]  # stdout holds JSON only
+    progress = [e for e in events if e["event"] == "progress"]
+    assert {e["stage"] for e in progress} >= {"ingest", "sparse", "dense", "mesh", "texture", "export"}
+    overall = [e["progress"] for e in progress]
+    assert overall == sorted(overall) and overall[-1] == pytest.approx(1.0)
+    assert all(0.0 <= e["stage_fraction"] <= 1.0 and isinstance(e["message"], str) for e in progress)
+    done = events[-1]
+    assert done["event"] == "done"
+    for key in ("obj", "mtl", "glb", "dense", "sparse", "report", "preview", "texture"):
+        assert key in done["outputs"]
+
+
+def test_outputs(kermit_run):
+    proc, out = kermit_run
+    assert proc.returncode == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["images"]["used"] == 11
+    assert report["images"]["registered"] >= 10
+    assert report["masks"]["mode"] == "none"
+    assert report["preset"]["name"] == "preview"
+    for stage in ("ingest", "masks", "sparse", "dense", "mesh", "texture", "export"):
+        assert report["timings"][stage]["seconds"] >= 0
+        assert report["timings"][stage]["peak_rss_mb"] > 0
+    assert report["sparse"]["points"] > 300 and report["dense"]["points"] > 10000
+    assert report["mesh"]["faces"] > 5000
+    assert len(report["transform"]["matrix"]) == 4
+    assert report["libraries"]["pycolmap"]
+    assert report["total_seconds"] < 300
+
+    glb = trimesh.load(out / "model.glb", force="mesh")
+    assert len(glb.faces) == report["mesh"]["faces"]
+    assert glb.visual.uv is not None and glb.visual.material.baseColorTexture is not None
+    obj = trimesh.load(out / "model.obj", force="mesh")
+    assert obj.visual.material.image is not None
+
+    # the mesh lies near the sparse points (same frame, same place)
+    rec = pycolmap.Reconstruction(str(out / "sparse"))
+    assert rec.num_reg_images() == report["images"]["registered"]
+    pts = np.array([p.xyz for p in rec.points3D.values()])
+    closest, dist, _ = trimesh.proximity.closest_point(obj, pts[:: max(1, len(pts) // 300)])
+    scale = np.linalg.norm(obj.vertices.max(0) - obj.vertices.min(0))
+    assert np.median(dist) < 0.02 * scale
+    assert (out / "preview.png").stat().st_size > 10_000
+    assert not (out / ".work").exists()  # intermediate files removed after success
+
+
+def test_user_error_exit_code(tmp_path):
+    bad = tmp_path / "two"
+    bad.mkdir()
+    (bad / "a.jpg").write_text("no photo")
+    proc = subprocess.run([sys.executable, "-m", "openscancloud.engine", str(bad), "-o", str(tmp_path / "o"),
+                           "--progress", "jsonl"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    last = json.loads(proc.stdout.splitlines()[-1])
+    assert last["event"] == "error" and last["user_error"] is True
+    assert "at least 3" in last["message"]
+
+
+def test_cli_reconstruct_reports_one_sentence(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "openscancloud.cli", "reconstruct", str(empty), "-o",
+                           str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Error:" in proc.stderr and "no files" in proc.stderr
+    assert "Traceback" not in proc.stderr

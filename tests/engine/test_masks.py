@@ -1,0 +1,67 @@
+"""Masks: a static rig background is detected and masked; a handheld set is left alone; user masks are used."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from openscancloud.engine import ingest, masks
+from openscancloud.engine.errors import UserInputError
+
+
+def _subset(src, dst, names):
+    dst.mkdir()
+    for n in names:
+        (dst / n).write_bytes((src / n).read_bytes())
+    return dst
+
+
+def test_static_background_rig_is_masked(datasets_dir, photo_set, tmp_path, make_ctx):
+    images = photo_set("synth_rig_static")
+    # one elevation ring (12 photos, the object turns 30° between them)
+    sub = _subset(images, tmp_path / "ring", [f"img_{i:04d}.jpg" for i in range(12, 24)])
+    ing = ingest.run(sub, make_ctx("ingest", tmp_path))
+    result = masks.run(ing, make_ctx("masks", tmp_path))
+    assert result.mode == "static-background"
+    assert result.static_fraction > 0.5
+    gt_dir = datasets_dir / "synth_rig_static" / "ground_truth" / "masks"
+    checked = 0
+    for view in ing.views:
+        mask = cv2.imread(str(result.mask_path(view.name)), cv2.IMREAD_GRAYSCALE)
+        assert mask.shape == (view.height, view.width)
+        kept = mask > 0
+        assert 0.05 < kept.mean() < 0.8  # the backdrop is mostly gone
+        gt_path = next(iter(gt_dir.glob(view.name.rsplit(".", 1)[0] + ".*")), None)
+        if gt_path is not None:
+            gt = cv2.imread(str(gt_path), cv2.IMREAD_GRAYSCALE) > 127
+            gt = cv2.resize(gt.astype(np.uint8), (view.width, view.height), interpolation=cv2.INTER_NEAREST) > 0
+            # every object pixel must survive (the mask may add the turntable and a margin)
+            assert (kept & gt).sum() / gt.sum() > 0.98
+            checked += 1
+    assert checked > 0
+
+
+def test_handheld_set_is_not_masked(photo_set, tmp_path, make_ctx):
+    ing = ingest.run(photo_set("kermit"), make_ctx("ingest", tmp_path))
+    result = masks.run(ing, make_ctx("masks", tmp_path))
+    assert result.mode == "none"
+    assert result.masks_dir is None
+    assert result.static_fraction < masks.STATIC_FRACTION
+
+
+def test_user_masks(photo_set, tmp_path, make_ctx):
+    ing = ingest.run(photo_set("kermit"), make_ctx("ingest", tmp_path))
+    user = tmp_path / "user_masks"
+    user.mkdir()
+    m = np.zeros((480, 640), np.uint8)
+    m[100:400, 200:500] = 255
+    cv2.imwrite(str(user / "kermit000.png"), m)
+    result = masks.run(ing, make_ctx("masks", tmp_path), user_masks=user)
+    assert result.mode == "user"
+    first = cv2.imread(str(result.mask_path("kermit000.jpg")), cv2.IMREAD_GRAYSCALE)
+    assert first[250, 300] == 255 and first[10, 10] == 0
+    other = cv2.imread(str(result.mask_path("kermit001.jpg")), cv2.IMREAD_GRAYSCALE)
+    assert (other == 255).all()  # photos without a mask are used whole
+    with pytest.raises(UserInputError, match="does not exist"):
+        masks.run(ing, make_ctx("masks", tmp_path / "x"), user_masks=tmp_path / "nope")

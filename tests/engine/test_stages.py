@@ -1,0 +1,98 @@
+"""Dense, mesh, texture and export on kermit with a tiny preset (seconds, not minutes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import open3d as o3d
+import pytest
+
+from openscancloud.engine import dense, export, mesh, orient, sparse, texture
+from openscancloud.engine.errors import Cancelled
+
+
+@pytest.fixture(scope="module")
+def kermit_dense(kermit_sparse, make_ctx):
+    ing, msk, sp, root = kermit_sparse
+    return dense.run(ing, msk, sp, make_ctx("dense", root))
+
+
+def test_plane_sweep_matches_sparse_depths(kermit_sparse, tiny_preset):
+    ing, msk, sp, _ = kermit_sparse
+    rec = sp.load()
+    cams = sparse.camera_arrays(rec)
+    xyz, seen = dense._point_visibility(rec)
+    nb = dense.select_neighbours(cams, xyz, seen, 4)
+    views = {}
+    for n in cams:
+        K, g, rgb, m = dense._load_view(n, cams[n], ing.images_dir, msk, 320)
+        z = (xyz[seen[cams[n]["image_id"]]] @ cams[n]["R"].T + cams[n]["t"])[:, 2]
+        lo, hi = np.percentile(z, [1, 99])
+        views[n] = dense.ViewData(n, K, cams[n]["R"], cams[n]["t"], cams[n]["center"], g, rgb, m,
+                                  (lo * 0.85, hi * 1.15), nb[n], nb[n])
+    ref = views[sorted(views)[0]]
+    depth, score = dense.plane_sweep(ref, [views[s] for s in ref.sources], 48, 5)
+    assert (depth > 0).mean() > 0.3
+    cam = cams[ref.name]
+    Xc = xyz[seen[cam["image_id"]]] @ cam["R"].T + cam["t"]
+    uv = Xc @ ref.K.T
+    u = (uv[:, 0] / uv[:, 2]).astype(int)
+    v = (uv[:, 1] / uv[:, 2]).astype(int)
+    ok = (u >= 0) & (v >= 0) & (u < depth.shape[1]) & (v < depth.shape[0])
+    d, z = depth[v[ok], u[ok]], Xc[ok, 2]
+    has = d > 0
+    rel = np.abs(d[has] - z[has]) / z[has]
+    assert has.sum() > 50
+    assert np.median(rel) < 0.01  # the depth maps agree with the SfM points
+
+
+def test_dense_cloud(kermit_dense, kermit_sparse):
+    assert kermit_dense.num_points > 5000
+    pcd = o3d.io.read_point_cloud(str(kermit_dense.ply_path))
+    assert pcd.has_normals() and pcd.has_colors()
+    pts = np.asarray(pcd.points)
+    sparse_pts = np.array([p.xyz for p in kermit_sparse[2].load().points3D.values()])
+    # the dense cloud covers the same region as the sparse points
+    lo, hi = np.percentile(sparse_pts, [5, 95], axis=0)
+    inside = np.all((pts > lo - 0.2 * (hi - lo)) & (pts < hi + 0.2 * (hi - lo)), axis=1)
+    assert inside.mean() > 0.8
+
+
+def test_mesh_texture_export(kermit_dense, kermit_sparse, make_ctx, tmp_path):
+    import trimesh
+
+    ing, _, sp, root = kermit_sparse
+    rec = sp.load()
+    cams = sparse.camera_arrays(rec)
+    o = orient.estimate(np.array([c["center"] for c in cams.values()]), np.array([c["R"][2] for c in cams.values()]),
+                        np.array([-c["R"][1] for c in cams.values()]))
+    m = mesh.run(kermit_dense, o, make_ctx("mesh", root))
+    assert 1000 < m.num_faces <= 8000 * 1.01
+    t = texture.run(m, sp, ing, make_ctx("texture", root))
+    assert t.textured_fraction > 0.8
+    V, F, UV = t.load()
+    assert UV.min() >= 0 and UV.max() <= 1
+    out = tmp_path / "out"
+    ex = export.run(t, kermit_dense, sp, o, out, make_ctx("export", root))
+    for key in ("obj", "mtl", "glb", "dense", "sparse", "preview", "texture"):
+        assert key in ex.outputs
+    loaded = trimesh.load(out / "model.glb", force="mesh")
+    assert len(loaded.faces) == m.num_faces
+    assert loaded.visual.uv is not None
+    obj = trimesh.load(out / "model.obj", force="mesh")
+    assert len(obj.faces) == m.num_faces
+    # the exported sparse model is in the same frame as the mesh
+    rec_out = __import__("pycolmap").Reconstruction(str(out / "sparse"))
+    pts = np.array([p.xyz for p in rec_out.points3D.values()])
+    lo, hi = obj.vertices.min(0), obj.vertices.max(0)
+    inside = np.all((pts > lo - 0.1 * (hi - lo)) & (pts < hi + 0.1 * (hi - lo)), axis=1)
+    assert inside.mean() > 0.7
+    preview = __import__("cv2").imread(str(out / "preview.png"))
+    assert preview is not None and preview.std() > 10
+
+
+def test_cancel_stops_a_stage(kermit_sparse, make_ctx, tmp_path):
+    ing, msk, sp, _ = kermit_sparse
+    ctx = make_ctx("dense", tmp_path)
+    ctx.cancel.set()
+    with pytest.raises(Cancelled):
+        dense.run(ing, msk, sp, ctx)

@@ -1,0 +1,110 @@
+"""Periodic maintenance with a moved clock: unstarted projects expire with a refund, data is deleted after the
+retention period (public inputs kept for research), the public allowance is a rolling 24 hours."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from openscancloud.api.app import create_app
+from openscancloud.db.models import utcnow
+from openscancloud.domain.tokens import TokenKind
+from openscancloud.settings import Settings
+
+AUTH = ("openscan", "free")
+
+
+@pytest.fixture
+def env(tmp_path):
+    app = create_app(Settings(data_dir=tmp_path / "d", public_daily_credit_gb=0.001), maintenance=False)
+    with TestClient(app) as client:
+        yield app.state.ctx, client
+
+
+def shift(ctx, delta: timedelta) -> None:
+    """Move the service's clock (the queue shares the same idea of now)."""
+    ctx.service.clock = ctx.queue.clock = lambda: utcnow() + delta
+
+
+def small_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("a.jpg", b"x" * 1000)
+    return buf.getvalue()
+
+
+def ledger_kinds(ctx, token):
+    row = ctx.service.find_token(token)
+    with ctx.service.uow() as repo:
+        return [e.kind for e in repo.ledger(token_id=row.id)]
+
+
+def test_unstarted_project_expires_with_refund(env):
+    ctx, client = env
+    token, _ = ctx.service.create_token(TokenKind.PRIVATE, forename="A", surname="B", email="a@b.org", credit_gb=1)
+    info = client.get("/createProject", params=dict(token=token, project="late.zip", photos=1, parts=1,
+                                                    filesize=len(small_zip())), auth=AUTH).json()
+    client.post(info["ulink"][0], content=small_zip())
+    assert ctx.maintenance.run_once()["projects_expired"] == 0
+    shift(ctx, timedelta(seconds=ctx.settings.upload_link_seconds + 5))
+    assert ctx.maintenance.run_once()["projects_expired"] == 1
+    p = client.get("/getProjectInfo", params=dict(token=token, project="late.zip"), auth=AUTH).json()
+    assert p["status"] == "expired" and "not started" in p["error"] and p["ulink"] == []
+    assert ledger_kinds(ctx, token) == ["grant", "charge", "refund"]
+    assert ctx.maintenance.run_once()["projects_expired"] == 0  # only once
+    r = client.get("/startProject", params=dict(token=token, project="late.zip"), auth=AUTH)
+    assert r.status_code == 409
+
+
+def _done_project(ctx, client, token, name):
+    data = small_zip()
+    info = client.get("/createProject", params=dict(token=token, project=name, photos=1, parts=1,
+                                                    filesize=len(data)), auth=AUTH).json()
+    client.post(info["ulink"][0], content=data)
+    client.get("/startProject", params=dict(token=token, project=name), auth=AUTH)
+    wt, _ = ctx.service.create_token(TokenKind.WORKER, label="w")
+    h = {"Authorization": f"Bearer {wt}"}
+    wid = client.post("/api/v1/worker/register", json={"name": "w"}, headers=h).json()["worker_id"]
+    job = client.post("/api/v1/worker/claim", json={"worker_id": wid}, headers=h).json()
+    client.put(job["result_url"], content=data)
+    client.post(f"/api/v1/worker/jobs/{job['job_id']}/complete", json={"attempt": 1}, headers=h)
+    return info["id"]
+
+
+def test_retention_cleanup(env):
+    ctx, client = env
+    private, _ = ctx.service.create_token(TokenKind.PRIVATE, forename="A", surname="B", email="a@b.org")
+    public = ctx.service.public_token()
+    pid_private = _done_project(ctx, client, private, "p.zip")
+    pid_public = _done_project(ctx, client, public, "q.zip")
+    dlink = client.get("/getProjectInfo", params=dict(token=private, project="p.zip"), auth=AUTH).json()["dlink"]
+    assert client.get(dlink).status_code == 200
+    assert ctx.storage.input_size(pid_public) is not None  # research copy
+    assert ctx.storage.input_size(pid_private) is None  # private input deleted when done
+    shift(ctx, timedelta(days=ctx.settings.retention_days, hours=1))
+    assert ctx.maintenance.run_once()["projects_cleaned"] == 2
+    assert ctx.storage.result_size(pid_private) is None and ctx.storage.result_size(pid_public) is None
+    assert ctx.storage.input_size(pid_public) is not None
+    assert client.get(dlink).status_code in (404, 410)
+    p = client.get("/getProjectInfo", params=dict(token=private, project="p.zip"), auth=AUTH).json()
+    assert p["dlink"] is None
+
+
+def test_public_allowance_is_rolling_24h(env):
+    ctx, client = env  # allowance 0.001 GB = 1 MB
+    public = ctx.service.public_token()
+    ok = client.get("/createProject", params=dict(token=public, project="a.zip", photos=1, parts=1,
+                                                  filesize=600_000), auth=AUTH)
+    assert ok.status_code == 200
+    r = client.get("/createProject", params=dict(token=public, project="b.zip", photos=1, parts=1,
+                                                 filesize=600_000), auth=AUTH)
+    assert r.status_code == 402
+    shift(ctx, timedelta(hours=24, minutes=1))
+    assert client.get("/getTokenInfo", params=dict(token=public), auth=AUTH).json()["credit"] == pytest.approx(0.001)
+    r = client.get("/createProject", params=dict(token=public, project="b.zip", photos=1, parts=1,
+                                                 filesize=600_000), auth=AUTH)
+    assert r.status_code == 200
