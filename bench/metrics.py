@@ -468,11 +468,14 @@ def score_surface(
     tau_fractions: tuple[float, ...] = DEFAULT_TAU_FRACTIONS,
     samples: int = 200_000,
     seed: int = 2,
+    debug_dir: Path | None = None,
 ) -> SurfaceScore:
     """Accuracy / completeness / F-score of a reconstruction already expressed in the ground-truth frame.
 
     ``faces`` None (or empty) means a point cloud: its points are the samples and distances to it are
-    nearest-point distances.
+    nearest-point distances. With ``debug_dir``, the failures at the largest τ are written there as point clouds
+    (``missed_ground_truth.ply``: visible true surface the reconstruction lacks; ``inaccurate_reconstruction.ply``:
+    reconstructed samples far from the truth) to look at in a viewer.
     """
     vertices = np.asarray(vertices, dtype=np.float64)
     is_mesh = faces is not None and len(faces) > 0
@@ -491,6 +494,8 @@ def score_surface(
         d_comp = _distance_to_surface(visible.points, vertices, kept_faces)
     else:
         d_comp = _distance_to_surface(visible.points, recon, None)
+    if debug_dir is not None:
+        _write_debug_clouds(Path(debug_dir), recon, d_acc, visible.points, d_comp, max(tau_fractions) * gt.diagonal)
     scores = []
     diag = gt.diagonal
     for frac in tau_fractions:
@@ -510,6 +515,20 @@ def score_surface(
         gt_visible_samples=len(visible.points),
         gt_diagonal_m=diag,
     )
+
+
+def _write_debug_clouds(folder: Path, recon: np.ndarray, d_acc: np.ndarray, gt_points: np.ndarray,
+                        d_comp: np.ndarray, tau: float) -> None:
+    import trimesh
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, points in (("missed_ground_truth.ply", gt_points[d_comp > tau]),
+                         ("inaccurate_reconstruction.ply", recon[d_acc > tau])):
+        path = folder / name
+        if len(points):
+            trimesh.PointCloud(points).export(path)
+        elif path.exists():
+            path.unlink()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -549,11 +568,14 @@ def evaluate(
     gt_dir: Path,
     tau_fractions: tuple[float, ...] = DEFAULT_TAU_FRACTIONS,
     samples: int = 200_000,
+    debug_dir: Path | None = None,
 ) -> SurfaceScore:
-    """Align the reconstruction (mesh or point cloud + its COLMAP cameras) to the ground truth and score it."""
+    """Align the reconstruction (mesh or point cloud + its COLMAP cameras) to the ground truth and score it
+    (``debug_dir``: see :func:`score_surface`; the clouds are in the ground-truth frame)."""
     gt, region, visible = _cached_ground_truth(str(Path(gt_dir).resolve()), samples)
     alignment = align_to_ground_truth(sparse_camera_centers(Path(sparse_dir)), gt)
     vertices, faces = load_geometry(Path(geometry_path))
-    score = score_surface(alignment.similarity.apply(vertices), faces, gt, visible, region, tau_fractions, samples)
+    score = score_surface(alignment.similarity.apply(vertices), faces, gt, visible, region, tau_fractions, samples,
+                          debug_dir=debug_dir)
     score.alignment = alignment.summary(gt.diagonal)
     return score

@@ -102,6 +102,7 @@ class EngineRun:
     peak_rss_bytes: int
     out_dir: str
     error: str | None = None
+    load_average: tuple[float, float] | None = None  # 1-min load before and after (2 cores: > 2 means contention)
     report: dict = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     images_total: int | None = None
@@ -122,6 +123,7 @@ def run_engine(images: Path, out_dir: Path, work_dir: Path, quality: str, label:
     work_dir.mkdir(parents=True)
     cmd = _engine_command(images, out_dir, work_dir, quality)
     error: str | None = None
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     with open(out_dir.parent / f"{out_dir.name}.stderr.log", "w") as stderr_log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_log, text=True, cwd=REPO_ROOT)
@@ -140,7 +142,7 @@ def run_engine(images: Path, out_dir: Path, work_dir: Path, quality: str, label:
             proc.wait()
     wall = time.perf_counter() - start
     run = EngineRun(exit_code=proc.returncode, wall_seconds=wall, peak_rss_bytes=sampler.peak_bytes,
-                    out_dir=str(out_dir), error=error)
+                    out_dir=str(out_dir), error=error, load_average=(load_before, os.getloadavg()[0]))
     if proc.returncode != 0 and error is None:
         error = f"engine exited with code {proc.returncode} (see {out_dir.name}.stderr.log)"
         run.error = error
@@ -291,10 +293,12 @@ def bench_set(set_dir: Path, quality: str, repeat: int, out_root: Path, colmap: 
                 if mesh is None:
                     raise metrics.MetricError("the engine wrote no model mesh")
                 with console.status(f"{name}: scoring {mesh.name} against the ground truth"):
-                    result.metrics = metrics.evaluate(mesh, out_dir / "sparse", gt_dir, samples=samples).to_dict()
+                    debug = out_dir.parent / f"{out_dir.name}_eval"
+                    result.metrics = metrics.evaluate(mesh, out_dir / "sparse", gt_dir, samples=samples,
+                                                      debug_dir=debug / "mesh").to_dict()
                     if (out_dir / "dense.ply").is_file():
                         result.dense_metrics = metrics.evaluate(out_dir / "dense.ply", out_dir / "sparse", gt_dir,
-                                                                samples=samples).to_dict()
+                                                                samples=samples, debug_dir=debug / "dense").to_dict()
             except (metrics.MetricError, OSError, ValueError) as exc:
                 result.metrics_error = str(exc)
     if colmap != "skip":
@@ -419,6 +423,11 @@ def print_tables(results: list[SetResult]) -> None:
             console.print(f"[yellow]{r.name}: COLMAP CLI not measured: {r.colmap_error}[/]")
 
 
+def _load_range(results: list[SetResult]) -> str:
+    loads = [x for r in results for run in r.runs if run.load_average for x in run.load_average]
+    return f"{min(loads):.1f}–{max(loads):.1f}" if loads else "unknown"
+
+
 def markdown_table(head: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -432,7 +441,8 @@ def markdown_section(results: list[SetResult], command: str, machine: dict, when
         "",
         f"Command: `{command}`  ",
         f"Machine: {machine['nproc']} cores ({machine['cpu']}), {machine['ram_gib']} GiB RAM, no GPU; "
-        "other jobs may have shared the CPU.",
+        f"1-minute load average around the engine runs {_load_range(results)} (above {machine['nproc']} means "
+        "other jobs shared the CPU and the times are pessimistic).",
         "",
         markdown_table(perf_head, perf),
         "",

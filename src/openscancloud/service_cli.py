@@ -12,14 +12,20 @@ import logging
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from openscancloud.api.context import AppContext
+    from openscancloud.settings import Settings
 
 DataDir = typer.Option(None, "--data-dir", help="Data directory (env OPENSCAN_DATA_DIR, default ./data).")
 
 
-def _settings(data_dir: Optional[Path], **overrides: Any):  # noqa: ANN202
+def _settings(data_dir: Optional[Path], **overrides: Any) -> Settings:
     from openscancloud.settings import Settings
 
     if data_dir is not None:
@@ -32,7 +38,7 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _context(data_dir: Optional[Path]):  # noqa: ANN202
+def _context(data_dir: Optional[Path]) -> AppContext:
     from openscancloud.api.app import build_context
 
     return build_context(_settings(data_dir))
@@ -74,7 +80,7 @@ def serve(
             threads.append(t)
 
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
-    server = _ReadyServer(config, on_ready)
+    server = _ready_server(config, on_ready)
     try:
         server.run()
     finally:
@@ -85,26 +91,24 @@ def serve(
         _fail(f"could not listen on {host}:{port}")
 
 
-class _ReadyServer:
-    """uvicorn.Server that calls back once the socket is bound (to print the one 'listening on' line)."""
+def _ready_server(config: uvicorn.Config, on_ready: Callable[[int], None]) -> uvicorn.Server:
+    """A uvicorn.Server that calls `on_ready(port)` once its socket is bound (for the 'listening on' line)."""
+    import uvicorn
 
-    def __new__(cls, config, on_ready):  # noqa: ANN001, ANN204
-        import uvicorn
+    class ReadyServer(uvicorn.Server):
+        async def startup(self, sockets: list | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                port = config.port
+                for srv in self.servers:
+                    for sock in srv.sockets:
+                        port = sock.getsockname()[1]
+                on_ready(port)
 
-        class Ready(uvicorn.Server):
-            async def startup(self, sockets=None):  # noqa: ANN001, ANN202
-                await super().startup(sockets=sockets)
-                if self.started:
-                    port = config.port
-                    for srv in self.servers:
-                        for sock in srv.sockets:
-                            port = sock.getsockname()[1]
-                    on_ready(port)
-
-        return Ready(config)
+    return ReadyServer(config)
 
 
-def _work_dir(settings) -> Path:  # noqa: ANN001
+def _work_dir(settings: Settings) -> Path:
     path = settings.data_dir / "work"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -127,6 +131,8 @@ def worker(
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Pull jobs from a server over HTTP and run the reconstruction engine on them."""
+    import httpx
+
     from openscancloud.jobs.worker import Worker
 
     _setup_logging()
@@ -142,15 +148,15 @@ def worker(
             w.run_forever()
     except KeyboardInterrupt:
         w.stop.set()
-    except RuntimeError as exc:
-        _fail(str(exc))
+    except (RuntimeError, httpx.HTTPError) as exc:
+        _fail(f"{exc} (server {server})")
 
 
 # ============================================================================================= tokens ===
 tokens_app = typer.Typer(help="Manage API tokens (admin).", no_args_is_help=True)
 
 
-def _token_dict(ctx, row) -> dict[str, Any]:  # noqa: ANN001
+def _token_dict(ctx: AppContext, row: Any) -> dict[str, Any]:
     return {
         "id": row.id, "kind": row.kind, "status": row.status, "hint": row.hint, "label": row.label,
         "forename": row.forename, "surname": row.surname, "email": row.email,
@@ -213,7 +219,7 @@ def tokens_list(as_json: bool = typer.Option(False, "--json"), data_dir: Optiona
         typer.echo(f"{r['id']:>4}  {r['kind']:8} {r['status']:8} {r['hint']:9} {r['credit_gb']:>10.3f}  {owner}")
 
 
-def _find(ctx, ref: str):  # noqa: ANN001, ANN202
+def _find(ctx: AppContext, ref: str) -> Any:
     from openscancloud.domain.errors import DomainError
 
     try:

@@ -102,3 +102,16 @@ def test_random_similarity_of_cameras_and_mesh_is_undone(metrics, bust_gt_dir, t
     assert score.alignment["cameras_inliers"] == 48 and score.alignment["outliers"] == []
     assert score.alignment["rms_residual_m"] < 1e-7
     assert score.at(0.005).fscore > 0.99
+
+
+def test_half_an_object_is_half_complete_and_the_missing_half_is_written_out(metrics, bust_truth, tmp_path):
+    gt, region, visible = bust_truth
+    centres = gt.vertices[gt.faces].mean(axis=1)
+    half = gt.faces[centres[:, 0] < 0]
+    score = metrics.score_surface(gt.vertices, half, gt, visible, region, samples=60_000, debug_dir=tmp_path)
+    assert score.at(0.005).accuracy > 0.999
+    assert 0.4 < score.at(0.005).completeness < 0.6
+    missed = trimesh.load(tmp_path / "missed_ground_truth.ply")
+    assert len(missed.vertices) > 0.3 * len(visible.points)
+    assert np.asarray(missed.vertices)[:, 0].min() > -0.002  # what is missing is the x > 0 half
+    assert not (tmp_path / "inaccurate_reconstruction.ply").exists()

@@ -447,3 +447,18 @@ def real_server(tmp_path_factory):
                         env={"OPENSCAN_PART_LIMIT_BYTES": "500000"})
     yield server
     server.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    """Factory for a private real server (e.g. one the test stops and restarts)."""
+    pytest.importorskip("openscancloud.service_cli")
+    servers: list[RealServer] = []
+
+    def make(**env: str) -> RealServer:
+        servers.append(RealServer(tmp_path / f"srv{len(servers)}", workers=0, env=env))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.stop()

@@ -32,7 +32,7 @@ def run_cli(app, args, env=None):
 def test_killed_upload_is_continued_by_running_it_again(mini_cloud, drop_proxy, make_photos, client_paths, tmp_path):
     cloud = mini_cloud()
     proxy = drop_proxy(cloud.port)
-    proxy.throttle = 0.02
+    proxy.throttle = 0.05
     folder = make_photos(10)
     env = {**os.environ, "OPENSCAN_SERVER": proxy.url, "OPENSCAN_TOKEN": cloud.token}
     cmd = [sys.executable, "-m", "openscancloud.client", "upload", str(folder), "--part-size", "300000"]

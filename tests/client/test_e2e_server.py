@@ -48,7 +48,7 @@ def test_connection_cut_mid_part_resumes_and_zip_is_identical(real_server, drop_
 def test_killed_cli_continues_against_real_server(real_server, drop_proxy, photo_set, client_paths, tmp_path):
     token = real_server.token()
     proxy = drop_proxy(real_server.port)
-    proxy.throttle = 0.03  # slow enough to be killed mid-upload
+    proxy.throttle = 0.05  # slow enough to be killed mid-upload
     env = {**os.environ, "OPENSCAN_SERVER": proxy.url, "OPENSCAN_TOKEN": token}
     cmd = [sys.executable, "-m", "openscancloud.client", "upload", str(photo_set("kermit")),
            "--project", "kermit-kill", "--part-size", "500000", "--no-start"]
@@ -111,3 +111,32 @@ def test_rest_v1_transport(real_server, drop_proxy, photo_set, client_paths):
     with Client(real_server.url, "prv_wrong", paths=client_paths, api="v1") as client:
         with pytest.raises(InvalidToken):
             client.token_info()
+
+
+def test_server_restart_mid_upload_is_ridden_out(server_factory, drop_proxy, photo_set, client_paths):
+    """Stopping and restarting the server while a part is on its way: the SDK backs off, retries, asks the
+    restarted server for its offset and finishes; the assembled zip is identical."""
+    import threading
+
+    server = server_factory(OPENSCAN_PART_LIMIT_BYTES="500000")
+    token = server.token()
+    proxy = drop_proxy(server.port)
+    proxy.throttle = 0.01
+    restarted = threading.Event()
+    retries: list[str] = []
+
+    def restart_once(p):
+        if p.phase == "retrying":
+            retries.append(p.message)
+        if p.phase == "uploading" and p.part_index == 1 and not restarted.is_set():
+            restarted.set()
+            threading.Thread(target=lambda: (server.stop(), time.sleep(1.0), server.start()), daemon=True).start()
+
+    patient = RetryPolicy(attempts=30, base_delay=0.2, max_delay=1.0)
+    with Client(proxy.url, token, paths=client_paths, chunk_size=64 * 1024, retry=patient) as client:
+        result = client.upload(photo_set("kermit"), "kermit-restart", progress=restart_once)
+        client.start()
+        info = client.project_info()
+    assert restarted.is_set() and server.proc.poll() is None
+    assert retries, "the upload should have met the stopped server"
+    assert sha256_file(server.input_zip(info.raw["id"])) == result.sha256

@@ -147,3 +147,22 @@ def test_errors_are_typed_sentences(mini_cloud, make_photos, client_paths):
         with pytest.raises(ConnectionFailed) as err:
             client.status()
     assert "could not connect" in str(err.value)
+
+
+def test_name_taken_by_other_photos(mini_cloud, make_photos, client_paths, tmp_path):
+    from openscancloud.client import ProjectExists
+    from openscancloud.client.config import ClientPaths
+
+    cloud = mini_cloud()
+    with make_client(cloud.url, cloud.token, client_paths) as client:
+        client.upload(make_photos(3, name="a"), "taken")
+    other_machine = ClientPaths(tmp_path / "o1", tmp_path / "o2", tmp_path / "o3")
+    with make_client(cloud.url, cloud.token, other_machine) as client, pytest.raises(ProjectExists) as err:
+        client.upload(make_photos(5, name="b"), "taken")
+    assert "already exists" in str(err.value) and "choose another name" in str(err.value)
+    # the same photos under the same name from another machine: recognised and continued (nothing re-sent)
+    with make_client(cloud.url, cloud.token, other_machine) as client:
+        cloud.requests.clear()
+        result = client.upload(tmp_path / "a", "taken")
+    assert result.resumed and result.parts_skipped == result.parts
+    assert not [r for r in cloud.requests if r[0] == "POST"]

@@ -68,3 +68,14 @@ def test_postgres_upgrade_and_skip_locked_claim():
         with scoped.engine.begin() as conn:
             conn.exec_driver_sql("DROP SCHEMA IF EXISTS osc_test CASCADE")
         scoped.dispose()
+
+
+def test_models_and_migrations_agree(tmp_path):
+    """A model change without a migration fails here (alembic autogenerate finds no difference)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    db = Database(f"sqlite:///{tmp_path / 'y.db'}")
+    db.upgrade()
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []

@@ -122,3 +122,55 @@ def test_worker_command_idle_and_bad_token(server):
     assert idle.returncode == 0, idle.stderr
     bad = subprocess.run([*cmd, "--token", "wrk_wrong"], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "401" in bad.stderr and "not known" in bad.stderr
+
+
+def test_worker_that_lost_its_lease_kills_its_engine_and_lets_go(tmp_path, photo_set):
+    """Worker A hangs (SIGSTOP) past its lease; the job is claimed again (attempt 2). When A wakes up its
+    heartbeat gets 409: it kills its engine and gives the job up without reporting anything."""
+    _engine_or_skip()
+    data_dir = tmp_path / "data"
+    srv = subprocess.Popen(
+        [sys.executable, "-m", "openscancloud.service_cli", "serve", "--port", "0", "--workers", "0",
+         "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+        env={**os.environ, "OPENSCAN_LEASE_SECONDS": "3"},
+    )
+    worker_a = None
+    try:
+        url = srv.stdout.readline().split()[-1]
+        token = srv.stdout.readline().split()[-1]
+        threading.Thread(target=srv.stdout.read, daemon=True).start()
+        wtoken = worker_token(data_dir)
+        created = submit(url, token, "hang.zip", sorted(photo_set("kermit").iterdir()))
+        worker_a = subprocess.Popen(
+            [sys.executable, "-m", "openscancloud.service_cli", "worker", "--server", url, "--token", wtoken,
+             "--once", "--work-dir", str(tmp_path / "a")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        a = psutil.Process(worker_a.pid)
+        deadline = time.time() + 120
+        engines: list[psutil.Process] = []
+        while time.time() < deadline and not engines:
+            engines = [p for p in a.children(recursive=True) if "openscancloud.engine" in " ".join(p.cmdline())]
+            time.sleep(0.2)
+        assert engines, "worker A never started the engine"
+        os.killpg(worker_a.pid, signal.SIGSTOP)  # A hangs; its engine (own session) keeps running
+        time.sleep(4.5)
+        h = {"Authorization": f"Bearer {wtoken}"}
+        wid = requests.post(f"{url}/api/v1/worker/register", json={"name": "b"}, headers=h).json()["worker_id"]
+        claim = requests.post(f"{url}/api/v1/worker/claim", json={"worker_id": wid}, headers=h)
+        assert claim.status_code == 200 and claim.json()["attempt"] == 2
+        assert claim.json()["project_id"] == created["id"]
+        os.killpg(worker_a.pid, signal.SIGCONT)
+        _, err = worker_a.communicate(timeout=60)
+        assert worker_a.returncode == 0, err
+        assert "lost its lease" in err
+        time.sleep(0.5)
+        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in engines)
+        assert info(url, token, "hang.zip")["status"] == "processing"  # B owns it now; A reported nothing
+    finally:
+        if worker_a is not None and worker_a.poll() is None:
+            os.killpg(worker_a.pid, signal.SIGCONT)
+            os.killpg(worker_a.pid, signal.SIGKILL)
+        os.killpg(srv.pid, signal.SIGTERM)
+        srv.wait(timeout=30)

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
-from openscancloud.api.context import get_ctx
+from openscancloud.api.context import AppContext, get_ctx
 from openscancloud.domain.errors import DomainError, Gone, NotFound
 from openscancloud.storage.base import Storage
 
@@ -56,7 +57,7 @@ async def download_result(request: Request, project_id: str, e: int = 0, s: str 
     return ranged_file_response(request, ctx.storage, project_id, size, f"{project.name.removesuffix('.zip')}-result.zip")
 
 
-def _project(ctx, project_id):  # noqa: ANN001, ANN202
+def _project(ctx: AppContext, project_id: str) -> Any:
     with ctx.service.uow() as repo:
         project = repo.project_by_id(project_id)
         if project is None or project.status != "done":

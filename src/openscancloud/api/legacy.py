@@ -19,6 +19,8 @@ from openscancloud.api.context import AppContext, client_ip, get_ctx
 from openscancloud.api.links import base_url, download_link, upload_links
 from openscancloud.domain.errors import DomainError, InvalidInput, Unavailable
 from openscancloud.domain.lifecycle import ACCEPTS_UPLOADS
+from openscancloud.domain.service import TokenView
+from openscancloud.domain.tokens import hash_token
 
 router = APIRouter(tags=["legacy protocol"])
 LEGACY = ["GET", "POST"]
@@ -74,7 +76,7 @@ async def _prepare(request: Request) -> tuple[AppContext, dict[str, str]]:
     return ctx, await legacy_params(request)
 
 
-async def _token(ctx: AppContext, params: dict[str, str]):  # noqa: ANN202
+async def _token(ctx: AppContext, params: dict[str, str]) -> TokenView:
     return await run_in_threadpool(ctx.service.authenticate, params.get("token"), ("public", "private", "admin"))
 
 
@@ -159,8 +161,6 @@ async def request_token(request: Request) -> dict[str, Any]:
     token = await run_in_threadpool(
         ctx.service.request_token, mail, forename, params.get("lastname", ""), client_ip(request)
     )
-    from openscancloud.domain.tokens import hash_token
-
     h = hash_token(token)
     confirm = f"{base_url(request, ctx.settings)}/confirmToken?h={h}&s={ctx.signer.sign('confirm', h, expires=0)}"
     try:

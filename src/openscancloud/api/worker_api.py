@@ -4,7 +4,7 @@ requests, so they run fine behind NAT."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -115,7 +115,7 @@ async def input_zip(request: Request, job_id: str, attempt: int, e: int = 0, s: 
     project_id = await run_in_threadpool(ctx.queue.input_for, job_id, attempt)
     size = ctx.storage.input_size(project_id)
 
-    def chunks():  # noqa: ANN202
+    def chunks() -> Iterator[bytes]:
         with ctx.storage.open_input(project_id) as fh:
             while block := fh.read(1 << 20):
                 yield block

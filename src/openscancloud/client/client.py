@@ -1,8 +1,9 @@
 """`Client`: the OpenScan Cloud SDK — token info, create, upload (resumable), start, wait, download.
 
-It speaks the legacy OpenScan Cloud protocol (GET with query parameters and HTTP Basic `openscan`/`free`), the
-one the scanner firmware uses, so it works against this server and the original service alike. It is a separate
-program from the server: it only speaks HTTP.
+By default it speaks the legacy OpenScan Cloud protocol (GET with query parameters and HTTP Basic
+`openscan`/`free`), the one the scanner firmware uses, so it works against this server and the original service
+alike; `api="v1"` uses the REST API instead (see `apis.py`). It is a separate program from the server: it only
+speaks HTTP.
 
     with Client("http://127.0.0.1:8000", token) as client:
         client.upload("photos/")          # zip, check limits, create, upload parts (resumable)
@@ -386,8 +387,8 @@ class Client:
                 except LinkExpired:
                     if link_try:
                         raise LinkExpired(
-                            f"The upload links of {remote.name} expired; reset the project "
-                            f"(openscan-cloud has `reset`) or upload under a new name."
+                            f"The upload links of {remote.name} expired; upload the photos again under a new "
+                            "project name."
                         ) from None
                     fresh = self.project_info(remote.name).ulinks  # the server may hand out fresh links
                     if len(fresh) == len(links) and fresh != links:
@@ -445,7 +446,10 @@ class Client:
                 state = info.status if info else "unreachable"
                 raise WaitTimeout(f"Gave up waiting for {name} after {timeout:.0f} s (it is {state}); "
                                   "it keeps processing on the server.")
-            self._sleep(poll)
+            if cancel is not None:
+                cancel.wait(poll)  # wakes at once when cancelled
+            else:
+                self._sleep(poll)
 
     def download(
         self,

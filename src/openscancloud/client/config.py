@@ -3,7 +3,8 @@
 Settings come, in order of precedence, from command-line flags, the environment (`OPENSCAN_SERVER`,
 `OPENSCAN_TOKEN`, `OPENSCAN_BASIC_AUTH=user:password` or `none`, `OPENSCAN_API=legacy|v1`,
 `OPENSCAN_PART_SIZE`), and the user config file `config.toml` in the
-platform's config folder (via platformdirs when installed). `OPENSCAN_CLIENT_HOME` puts every client file (config,
+platform's config folder (via platformdirs when installed); a token the desktop app saved in the OS keyring is
+found too. `OPENSCAN_CLIENT_HOME` puts every client file (config,
 upload state, zip cache) under one folder instead — handy for portable installs and tests.
 """
 
@@ -107,6 +108,35 @@ def write_config_file(path: Path, values: Mapping[str, str | int | None]) -> Non
     os.replace(tmp, path)
 
 
+KEYRING_SERVICE = "openscan-cloud"
+
+
+def usable_keyring():
+    """The `keyring` module when a real OS keyring backs it (priority ≥ 1: Secret Service, macOS Keychain, Windows
+    Credential Manager...), else None. Plain-text or failing backends do not count: then the config file is used.
+    `OPENSCAN_NO_KEYRING=1` turns the keyring off."""
+    if os.environ.get("OPENSCAN_NO_KEYRING"):
+        return None
+    try:
+        import keyring
+
+        backend = keyring.get_keyring()
+        return keyring if float(getattr(backend, "priority", 0)) >= 1 else None
+    except Exception:  # noqa: BLE001 - any keyring trouble means "no keyring"
+        return None
+
+
+def keyring_token(server: str) -> str | None:
+    """The token the desktop app saved in the OS keyring for `server`, if any."""
+    kr = usable_keyring()
+    if kr is None or not server:
+        return None
+    try:
+        return kr.get_password(KEYRING_SERVICE, server.rstrip("/")) or None
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def load_settings(
     *,
     server: str | None = None,
@@ -130,11 +160,13 @@ def load_settings(
         value = file_values.get(key)
         return str(value) if value not in (None, "") else None
 
+    server_value = pick(server, "OPENSCAN_SERVER", "server")
+    token_value = pick(token, "OPENSCAN_TOKEN", "token") or keyring_token(server_value or "")
     auth_text = pick(basic_auth, "OPENSCAN_BASIC_AUTH", "basic_auth")
     size_value = part_size or env.get("OPENSCAN_PART_SIZE") or file_values.get("part_size")
     return ClientSettings(
-        server=pick(server, "OPENSCAN_SERVER", "server"),
-        token=pick(token, "OPENSCAN_TOKEN", "token"),
+        server=server_value,
+        token=token_value,
         basic_auth=DEFAULT_BASIC_AUTH if auth_text is None else parse_basic_auth(auth_text),
         part_size=int(size_value) if size_value else None,
         api=(pick(api, "OPENSCAN_API", "api") or "legacy").lower(),

@@ -173,7 +173,10 @@ class PartUploader:
                 delay = self.retry.delay(failures)
                 if self.on_retry:
                     self.on_retry(f"Part {spec.index + 1}: {exc}; trying again in {delay:.0f} s.")
-                self.sleep(delay)
+                if self.cancel is not None:
+                    self.cancel.wait(delay)  # a cancel does not wait out the backoff
+                else:
+                    self.sleep(delay)
                 offset = None  # ask the server what it has now
 
     def _send_whole(self, url: str, path: Path, spec: PartSpec, on_progress: Callable[[int], None]) -> dict:

@@ -7,29 +7,18 @@ into the user config file (mode 0600), the same file the CLI reads, so both tool
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
-from openscancloud.client.config import ClientPaths, read_config_file, write_config_file
+from openscancloud.client.config import (
+    KEYRING_SERVICE,
+    ClientPaths,
+    keyring_token,
+    read_config_file,
+    usable_keyring,
+    write_config_file,
+)
 
 log = logging.getLogger(__name__)
-KEYRING_SERVICE = "openscan-cloud"
-
-
-def _keyring():
-    """The keyring module when a real backend is available, else None."""
-    if os.environ.get("OPENSCAN_NO_KEYRING"):
-        return None
-    try:
-        import keyring
-        from keyring.backends import fail, null
-
-        backend = keyring.get_keyring()
-        if isinstance(backend, (fail.Keyring, null.Keyring)):
-            return None
-        return keyring
-    except Exception:  # noqa: BLE001 - any keyring trouble means "no keyring"
-        return None
 
 
 @dataclass
@@ -48,25 +37,23 @@ def load(paths: ClientPaths) -> DesktopSettings:
     server = str(values.get("server") or "")
     token = str(values.get("token") or "")
     in_keyring = False
-    kr = _keyring()
-    if kr is not None and server and not token:
-        try:
-            token = kr.get_password(KEYRING_SERVICE, server) or ""
-            in_keyring = bool(token)
-        except Exception:  # noqa: BLE001
-            log.info("keyring lookup failed", exc_info=True)
+    if server and not token:
+        token = keyring_token(server) or ""
+        in_keyring = bool(token)
     return DesktopSettings(server, token, str(values.get("download_dir") or ""), in_keyring)
 
 
 def save(paths: ClientPaths, settings: DesktopSettings) -> DesktopSettings:
     """Remember server and token; the token goes to the keyring when it round-trips there, else the file."""
     in_keyring = False
-    kr = _keyring()
-    if kr is not None and settings.server and settings.token:
+    kr = usable_keyring()
+    server = settings.server.rstrip("/")
+    if kr is not None and server and settings.token:
         try:
-            kr.set_password(KEYRING_SERVICE, settings.server, settings.token)
-            in_keyring = kr.get_password(KEYRING_SERVICE, settings.server) == settings.token
-        except Exception:  # noqa: BLE001
+            kr.set_password(KEYRING_SERVICE, server, settings.token)
+            in_keyring = kr.get_password(KEYRING_SERVICE, server) == settings.token
+        except Exception:  # noqa: BLE001 - a locked or broken keyring: fall back to the file
+            log.info("keyring unavailable", exc_info=True)
             in_keyring = False
     write_config_file(
         paths.config_file,

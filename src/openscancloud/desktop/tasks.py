@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from openscancloud.client.errors import ClientError
+from openscancloud.client.errors import ClientError, UploadCancelled
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class TaskSignals(QObject):
     progress = Signal(object)
     done = Signal(object)
     failed = Signal(str)
+    cancelled = Signal(str)
     finished = Signal()
 
 
@@ -48,6 +49,8 @@ class Task(QRunnable):
     def run(self) -> None:
         try:
             result = self.fn(self.signals.progress.emit)
+        except UploadCancelled as exc:  # the user asked for it: not an error
+            self.signals.cancelled.emit(str(exc))
         except BaseException as exc:  # noqa: BLE001 - every failure becomes a sentence for the window
             if not isinstance(exc, ClientError):
                 log.exception("background task failed")
@@ -74,12 +77,16 @@ class TaskRunner(QObject):
         done: Callable[[Any], None] | None = None,
         failed: Callable[[str], None] | None = None,
         progress: Callable[[Any], None] | None = None,
+        cancelled: Callable[[str], None] | None = None,
     ) -> Task:
+        """Run `fn(report)` in the pool; `cancelled` defaults to `failed` (both get a sentence)."""
         task = Task(fn)
         if done:
             task.signals.done.connect(done)
         if failed:
             task.signals.failed.connect(failed)
+        if cancelled or failed:
+            task.signals.cancelled.connect(cancelled or failed)
         if progress:
             task.signals.progress.connect(progress)
         task.signals.finished.connect(lambda: self._running.discard(task))

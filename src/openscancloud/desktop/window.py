@@ -361,6 +361,10 @@ class MainWindow(QMainWindow):
         self.show_info(f"Connected. The token is remembered in {where}.")
         self._check_limits()
         self.refresh_projects()
+        if not (self.uploading or self.waiting):  # pick up a project that was processing when the app closed
+            active = [r for r in self._records() if r.status in ("started", "queued", "processing")]
+            if active:
+                self.follow(active[0].project)
 
     def _token_failed(self, sentence: str) -> None:
         self.token_info = None
@@ -477,7 +481,8 @@ class MainWindow(QMainWindow):
                     client.start(result.project)
                 return result
 
-        self.tasks.start(work, done=self._uploaded, failed=self._upload_failed, progress=self._upload_progress)
+        self.tasks.start(work, done=self._uploaded, failed=self._upload_failed, progress=self._upload_progress,
+                         cancelled=self._upload_cancelled)
 
     def _upload_progress(self, p: UploadProgress) -> None:
         now = time.monotonic()
@@ -523,6 +528,13 @@ class MainWindow(QMainWindow):
         self.refresh_projects()
         self._update_buttons()
 
+    def _upload_cancelled(self, sentence: str) -> None:
+        self.uploading = False
+        self.speed_label.setText("")
+        self.show_info(sentence)
+        self.refresh_projects()
+        self._update_buttons()
+
     @Slot()
     def cancel_upload(self) -> None:
         if self.cancel_event is not None:
@@ -546,7 +558,7 @@ class MainWindow(QMainWindow):
                 return client.wait(project, poll=self.poll_seconds, progress=report, cancel=cancel)
 
         self.tasks.start(work, done=self._processing_done, failed=self._processing_failed,
-                         progress=self._processing_progress)
+                         progress=self._processing_progress, cancelled=self._stopped_following)
 
     def _processing_progress(self, info: ProjectInfo) -> None:
         self.current_info = info
@@ -564,6 +576,12 @@ class MainWindow(QMainWindow):
         self.stage_bar.setValue(100)
         self.notify("OpenScan Cloud", f"{info.name} is done.")
         self.refresh_projects()
+        self._update_buttons()
+
+    def _stopped_following(self, sentence: str) -> None:
+        self.waiting = False
+        self.stage_label.setText(f"{self.current_project}: no longer followed here; it keeps its place on the "
+                                 "server (select it below and Follow selected to watch again).")
         self._update_buttons()
 
     def _processing_failed(self, sentence: str) -> None:

@@ -101,7 +101,7 @@ class Projects:
             if project is None:
                 raise NotFound("No project with this id.")
             if project.token_id != token.id:
-                # Do not reveal that the project exists: same answer as unknown, but 403 makes the cause clear
+                # IDs are unguessable (uuid4); a clear 403 tells a user who mixed up tokens what is wrong
                 raise Forbidden("This project belongs to another token.", code="not_your_project")
             return project
         name = validate_project_name(name)
@@ -122,7 +122,8 @@ class Projects:
                 raise Forbidden("This upload link is no longer valid (the project was reset or deleted).",
                                 code="stale_link")
             if project.status == ProjectStatus.EXPIRED:
-                raise Conflict("This project expired before it was started; create a new one.", code="expired")
+                raise Conflict("This project expired before it was started; reset it to get new upload links.",
+                               code="expired")
             if project.status not in ACCEPTS_UPLOADS:
                 raise Conflict(
                     f"This project is '{project.status}' and accepts no more uploads (reset it first).",
@@ -173,6 +174,16 @@ class Projects:
         except Exception:
             self.storage.delete_input(pid)
             raise
+        try:
+            project = self._queue(token, pid, summary.images)
+        except Exception:
+            self.storage.delete_input(pid)
+            raise
+        self.storage.delete_parts(pid)
+        return project
+
+    def _queue(self, token: TokenView, pid: str, images: int) -> Any:
+        """Second half of `start_project`: settle credit and insert the job (one transaction)."""
         now = self.clock()
         with self.uow() as repo:
             project = repo.project_by_id(pid, lock=True)
@@ -191,7 +202,7 @@ class Projects:
                 repo.add_ledger(token.id, "charge", -missing, "charge at start", pid)
                 project.charged_gb = needed
             project.status = str(ProjectStatus.QUEUED)
-            project.photos = summary.images
+            project.photos = images
             project.queued_at = now
             project.error = None
             repo.add_job(
@@ -205,8 +216,7 @@ class Projects:
                 queued_at=now,
             )
             repo.delete_parts(pid)
-        self.storage.delete_parts(pid)
-        return project
+            return project
 
     def _check_startable(self, repo: Any, project: Any) -> None:
         if project.status in ACTIVE_JOB:

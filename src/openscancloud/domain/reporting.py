@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -94,6 +95,7 @@ class Reporting:
             "result_size": project.result_size,
             "result_sha256": project.result_sha256,
             "log_tail": job.log_tail if job is not None else None,
+            "report": _report(job) if project.status == ProjectStatus.DONE else None,
         }
 
 
@@ -102,3 +104,11 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="seconds") + "Z"
 
 
+
+
+def _report(job: Any) -> Any:
+    """The worker's report of a finished job (engine summary, result checksum), or None."""
+    try:
+        return json.loads(job.report) if job is not None and job.report else None
+    except ValueError:
+        return None

@@ -145,7 +145,9 @@ class Worker:
         try:
             self._process(job, state, tmp)
         except LeaseLost:
-            log.warning("job %s: %s, stopped", job["job_id"], state.stop_reason or "lease lost")
+            why = {"cancel": "cancelled by its owner", "shutdown": "the worker is shutting down"}.get(
+                state.stop_reason or "", "this worker lost its lease (the job went to another worker)")
+            log.warning("job %s stopped: %s", job["job_id"], why)
         finally:
             state.stop.set()
             beat.join(timeout=5)

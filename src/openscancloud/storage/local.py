@@ -6,6 +6,7 @@ never leaves something that counts as a part and concurrent uploads of the same 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -17,6 +18,7 @@ from typing import AsyncIterator, BinaryIO, Iterator
 from openscancloud.storage.base import OffsetMismatch, PartTooLarge, StoredPart
 
 _ID = re.compile(r"[0-9a-f]{32}")
+_BATCH = 1 << 20
 
 
 class LocalStorage:
@@ -43,16 +45,32 @@ class LocalStorage:
     # --- streaming helper -----------------------------------------------------------------------------------
     @staticmethod
     async def _write(fh: BinaryIO, chunks: AsyncIterator[bytes], limit: int, already: int, digest=None) -> int:
+        """Copy the stream to `fh`, counting against `limit`. Disk writes and hashing run in a worker thread in
+        1 MiB batches so a slow disk never stalls the event loop. What arrived before an error is written."""
         written = already
-        async for chunk in chunks:
-            if not chunk:
-                continue
-            written += len(chunk)
-            if written > limit:
-                raise PartTooLarge()
-            fh.write(chunk)
+        batch: list[bytes] = []
+        batched = 0
+
+        def flush(data: bytes) -> None:
+            fh.write(data)
             if digest is not None:
-                digest.update(chunk)
+                digest.update(data)
+
+        try:
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                if written + len(chunk) > limit:
+                    raise PartTooLarge()
+                written += len(chunk)
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= _BATCH:
+                    data, batch, batched = b"".join(batch), [], 0
+                    await asyncio.to_thread(flush, data)
+        finally:
+            if batch:
+                await asyncio.to_thread(flush, b"".join(batch))
         return written
 
     # --- parts ----------------------------------------------------------------------------------------------

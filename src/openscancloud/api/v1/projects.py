@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from openscancloud import __version__
 from openscancloud.api.auth import user_token
-from openscancloud.api.context import get_ctx
+from openscancloud.api.context import AppContext, get_ctx
 from openscancloud.api.downloads import ranged_file_response
 from openscancloud.api.legacy import project_info
 from openscancloud.domain.errors import NotFound
@@ -103,7 +103,7 @@ async def delete(project_id: str, request: Request, token: TokenView = Depends(u
     return Response(status_code=204)
 
 
-def _result_project(ctx, token: TokenView, project_id: str):  # noqa: ANN001, ANN202
+def _result_project(ctx: AppContext, token: TokenView, project_id: str) -> Any:
     project = ctx.service.get_project(token, project_id=project_id)
     if project.status != "done" or ctx.storage.result_size(project.id) is None:
         raise NotFound(f"This project has no result (it is '{project.status}').", code="no_result")
