@@ -1,12 +1,16 @@
 """The `openscan-cloud` command: one Typer app, each package contributes its own commands.
 
 Commands are registered by the package that owns them (`engine.cli`, `service_cli`, `client.cli`), so this
-file only wires them together and stays readable.
+file only wires them together. Each `register` keeps heavy imports inside the commands, so `--help` stays fast.
 """
 
 from __future__ import annotations
 
 import typer
+
+from openscancloud import service_cli
+from openscancloud.client import cli as client_cli
+from openscancloud.engine import cli as engine_cli
 
 app = typer.Typer(
     name="openscan-cloud",
@@ -15,26 +19,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-
-def _register_all() -> None:
-    from openscancloud.engine import cli as engine_cli
-
-    engine_cli.register(app)
-    try:
-        from openscancloud import service_cli
-    except ImportError:  # server not installed in this build
-        pass
-    else:
-        service_cli.register(app)
-    try:
-        from openscancloud.client import cli as client_cli
-    except ImportError:
-        pass
-    else:
-        client_cli.register(app)
-
-
-_register_all()
+engine_cli.register(app)
+service_cli.register(app)
+client_cli.register(app)
 
 
 def main() -> None:
