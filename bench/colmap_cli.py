@@ -11,6 +11,7 @@ machine). Usable as a library (:func:`run_colmap_cli`) and as a script::
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shutil
@@ -44,6 +45,7 @@ class ColmapCliResult:
     commands: list[str] = field(default_factory=list)
     load_average_before: float | None = None  # 1-minute load: how busy the machine was (2 cores here)
     load_average_after: float | None = None
+    measured_at: str | None = None  # UTC, ISO 8601
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,6 +133,7 @@ def run_colmap_cli(image_dir: Path, work_dir: Path | None = None, install: bool 
          "--output_path", str(work / "sparse")],
     ]
     load_before = os.getloadavg()[0]
+    measured_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     try:
         with open(work / "colmap.log", "w") as log:
             times = [_timed(cmd, log) for cmd in commands]
@@ -153,6 +156,7 @@ def run_colmap_cli(image_dir: Path, work_dir: Path | None = None, install: bool 
             commands=[" ".join(c) for c in commands],
             load_average_before=load_before,
             load_average_after=os.getloadavg()[0],
+            measured_at=measured_at,
         )
     finally:
         if cleanup:

@@ -315,7 +315,6 @@ def colmap_timing(images: Path, name: str, out_root: Path, reuse: bool) -> tuple
     try:
         with console.status(f"{name}: COLMAP CLI feature_extractor + exhaustive_matcher + mapper (CPU)"):
             res = colmap_cli.run_colmap_cli(images, out_root / "work" / f"colmap_{name}").to_dict()
-        res["measured_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         cache.write_text(json.dumps(res, indent=2))
         console.print(f"{name}: COLMAP CLI {res['total_seconds']:.1f} s, "
                       f"{res['images_registered']}/{res['images_total']} registered")
@@ -423,6 +422,17 @@ def print_tables(results: list[SetResult]) -> None:
             console.print(f"[yellow]{r.name}: COLMAP CLI not measured: {r.colmap_error}[/]")
 
 
+def _colmap_note(r: SetResult) -> str:
+    c = r.colmap or {}
+    note = f"{r.name}: {c.get('colmap_version', 'COLMAP')}, " \
+           f"{c.get('feature_seconds', 0):.0f} + {c.get('matching_seconds', 0):.0f} + {c.get('mapper_seconds', 0):.0f} s"
+    if c.get("load_average_before") is not None:
+        note += f", load {c['load_average_before']:.1f}→{c['load_average_after']:.1f}"
+    if c.get("reused_from"):
+        note += f", measured {c.get('measured_at', 'earlier')} (reused)"
+    return note
+
+
 def _load_range(results: list[SetResult]) -> str:
     loads = [x for r in results for run in r.runs if run.load_average for x in run.load_average]
     return f"{min(loads):.1f}–{max(loads):.1f}" if loads else "unknown"
@@ -447,6 +457,10 @@ def markdown_section(results: list[SetResult], command: str, machine: dict, when
         markdown_table(perf_head, perf),
         "",
     ]
+    colmap_notes = [_colmap_note(r) for r in results if r.colmap]
+    if colmap_notes:
+        parts += ["COLMAP CLI (feature_extractor + exhaustive_matcher + mapper, CPU, default settings): "
+                  + "; ".join(colmap_notes) + ".", ""]
     if qual:
         parts += ["Ground truth (τ = fraction of the ground-truth bounding-box diagonal):", "",
                   markdown_table(qual_head, qual), ""]
@@ -471,12 +485,58 @@ def update_docs(section: str, quality: str, docs_file: Path = DOCS_FILE) -> None
     docs_file.write_text(text)
 
 
+def results_payload(results: list[SetResult], command: str, machine: dict, when: str, quality: str) -> dict:
+    """Everything a run measured, as plain JSON (read back by :func:`load_results`)."""
+    return _plain({
+        "date": when,
+        "command": command,
+        "machine": machine,
+        "quality": quality,
+        "sets": [{**r.summary(), "metrics": r.metrics, "dense_metrics": r.dense_metrics,
+                  "metrics_error": r.metrics_error, "colmap": r.colmap, "colmap_error": r.colmap_error,
+                  "preview": r.preview, "runs": [asdict(run) for run in r.runs]}
+                 for r in results],
+    })
+
+
+def load_results(path: Path) -> tuple[dict, list[SetResult]]:
+    """Read back a ``results_<preset>.json`` written by :func:`main` (to re-print it or rewrite the docs)."""
+    payload = json.loads(Path(path).read_text())
+    run_fields = set(EngineRun.__dataclass_fields__)
+    results = [
+        SetResult(
+            name=s["set"], quality=s["quality"],
+            runs=[EngineRun(**{k: v for k, v in run.items() if k in run_fields}) for run in s.get("runs", [])],
+            metrics=s.get("metrics"), dense_metrics=s.get("dense_metrics"), metrics_error=s.get("metrics_error"),
+            colmap=s.get("colmap"), colmap_error=s.get("colmap_error"), preview=s.get("preview"),
+        )
+        for s in payload["sets"]
+    ]
+    return payload, results
+
+
 def _plain(obj):
     if isinstance(obj, dict):
         return {k: _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
     return obj
+
+
+def report_saved(path: Path, update: bool, notes: Path | None) -> int:
+    if not path.is_file():
+        console.print(f"[red]No results file {path}.[/]")
+        return 2
+    payload, results = load_results(path)
+    print_tables(results)
+    section = markdown_section(results, payload["command"], payload["machine"], payload["date"], payload["quality"])
+    if update:
+        update_docs(section, payload["quality"])
+        console.print(f"section '{payload['quality']}' updated in {DOCS_FILE}")
+    if notes:
+        with open(notes, "a") as fh:
+            fh.write("\n" + section + "\n")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -493,8 +553,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update-docs", action="store_true",
                         help="replace this preset's results section in docs/benchmarks.md")
     parser.add_argument("--notes", type=Path, default=None, help="also append the Markdown section to this file")
+    parser.add_argument("--from-results", type=Path, default=None, metavar="JSON",
+                        help="run nothing: re-print a results JSON of an earlier run (and --update-docs from it)")
     args = parser.parse_args(argv)
 
+    if args.from_results is not None:
+        return report_saved(args.from_results, args.update_docs, args.notes)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if not args.datasets.is_dir():
@@ -517,18 +581,9 @@ def main(argv: list[str] | None = None) -> int:
                for s in present]
     print_tables(results)
 
-    payload = {
-        "date": when,
-        "command": command.strip(),
-        "machine": machine,
-        "quality": args.quality,
-        "sets": [{**r.summary(), "metrics": r.metrics, "dense_metrics": r.dense_metrics,
-                  "metrics_error": r.metrics_error, "colmap": r.colmap, "colmap_error": r.colmap_error,
-                  "preview": r.preview, "runs": [asdict(run) for run in r.runs]}
-                 for r in results],
-    }
+    payload = results_payload(results, command.strip(), machine, when, args.quality)
     json_path = args.out / f"results_{args.quality}.json"
-    json_path.write_text(json.dumps(_plain(payload), indent=2))
+    json_path.write_text(json.dumps(payload, indent=2))
     console.print(f"results written to {json_path}")
     section = markdown_section(results, command.strip(), machine, when, args.quality)
     if args.update_docs:

@@ -128,6 +128,8 @@ def worker(
     name: Optional[str] = typer.Option(None, help="Name shown to the operator (default: host-pid)."),
     work_dir: Optional[Path] = typer.Option(None, help="Scratch space (default: <data-dir>/work or the system temp)."),
     once: bool = typer.Option(False, help="Process at most one job, then exit."),
+    max_image_size: Optional[int] = typer.Option(None, help="Cap the engine's working image size (px, long side)."),
+    gpu: Optional[str] = typer.Option(None, help="GPU name to report (default: detected with nvidia-smi)."),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Pull jobs from a server over HTTP and run the reconstruction engine on them."""
@@ -140,7 +142,12 @@ def worker(
         work_dir = data_dir / "work"
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
-    w = Worker(server, token, name=name, work_dir=work_dir)
+    w = Worker(server, token, name=name, work_dir=work_dir, max_image_size=max_image_size, gpu=gpu)
+    import signal
+
+    # systemd/docker stop with SIGTERM: stop the engine, clean the scratch dir, exit (the lease runs out and
+    # another worker re-runs the job)
+    signal.signal(signal.SIGTERM, lambda *_: w.stop.set())
     try:
         if once:
             w.run_once()
@@ -288,6 +295,27 @@ def tokens_public(as_json: bool = typer.Option(False, "--json"), data_dir: Optio
         typer.echo(token)
 
 
+# ============================================================================================ workers ===
+workers_app = typer.Typer(help="Processing nodes (admin).", no_args_is_help=True)
+
+
+@workers_app.command("list")
+def workers_list(hours: float = typer.Option(24.0, help="Also show nodes offline for up to this many hours."),
+                 as_json: bool = typer.Option(False, "--json"), data_dir: Optional[Path] = DataDir) -> None:
+    """Registered workers: online, current job, last seen, hardware."""
+    ctx = _context(data_dir)
+    rows = ctx.service.worker_listing(hours)
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    typer.echo(f"{'name':24} {'online':6} {'cpus':>4} {'ram GB':>6} {'gpu':14} {'last seen':>10}  current job")
+    for r in rows:
+        job = r["current_job"]
+        current = f"{job['project_id'][:8]} {job['stage'] or ''} {job['progress']:.0f}%" if job else "-"
+        typer.echo(f"{r['name'][:24]:24} {'yes' if r['online'] else 'no':6} {r['cpus']:>4} {r['ram_mb'] / 1024:>6.1f} "
+                   f"{(r['gpu'] or '-')[:14]:14} {r['last_seen_seconds_ago']:>8.0f}s  {current}")
+
+
 # ========================================================================================= maintenance ===
 def maintenance(data_dir: Optional[Path] = DataDir) -> None:
     """Run one maintenance round now (lease expiry, project expiry, retention cleanup)."""
@@ -300,6 +328,7 @@ def register(app: typer.Typer) -> None:
     app.command("worker")(worker)
     app.command("maintenance")(maintenance)
     app.add_typer(tokens_app, name="tokens")
+    app.add_typer(workers_app, name="workers")
 
 
 def main() -> None:

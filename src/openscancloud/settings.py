@@ -33,6 +33,28 @@ class Settings(BaseSettings):
         "<data_dir>/secret.key so that every process sharing the data dir agrees.",
     )
 
+    storage_url: str | None = Field(
+        default=None,
+        description="s3://bucket[/prefix] to keep parts, inputs and results in S3-compatible object storage. "
+        "Default: files under <data_dir>/storage.",
+    )
+    s3_endpoint_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:9000 (MinIO); unset: AWS")
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = Field(default=None, description="unset: boto3's usual chain (AWS_* env, ...)")
+    s3_secret_access_key: str | None = None
+    s3_presign_endpoint_url: str | None = Field(
+        default=None, description="S3 address put into presigned URLs if clients reach S3 by another name"
+    )
+    s3_create_bucket: bool = False
+    s3_presign_seconds: int = Field(default=3600, description="lifetime of presigned download URLs")
+    stale_upload_hours: float = Field(
+        default=6.0, description="maintenance removes uploads broken off by a dying process (temp files; S3 "
+        "incomplete multipart uploads) older than this; 0: never (e.g. leave it to a bucket lifecycle rule)",
+    )
+    s3_redirect_downloads: bool = Field(
+        default=True, description="signed download links answer 307 to a presigned S3 GET (else stream via API)"
+    )
+
     # --- legacy protocol ----------------------------------------------------------------------------------
     basic_auth: bool = True
     basic_auth_user: str = "openscan"
@@ -63,7 +85,9 @@ class Settings(BaseSettings):
     lease_seconds: int = 120
     max_attempts: int = 3
     maintenance_interval_seconds: float = 30.0
-    worker_offline_seconds: int = 300
+    worker_offline_seconds: int = Field(
+        default=60, description="a worker not heard from (claim poll or heartbeat) for this long is offline"
+    )
 
     # --- email / webhooks ---------------------------------------------------------------------------------
     smtp_host: str | None = None

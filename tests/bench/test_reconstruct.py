@@ -3,6 +3,7 @@ of a child process tree, and skipping absent photo sets with a clear message."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -54,3 +55,25 @@ def test_absent_sets_are_skipped_with_a_message(bench, tmp_path, capsys):
     assert code == 2
     out = capsys.readouterr().out
     assert "skipping nope" in out and "None of the requested photo sets is present" in out
+
+
+def test_saved_results_read_back_to_the_same_tables(bench, tmp_path):
+    run = bench.EngineRun(exit_code=0, wall_seconds=300.0, peak_rss_bytes=2 * 2**30, out_dir=str(tmp_path),
+                          load_average=(1.5, 2.5), stage_seconds={"sparse": 100.0, "dense": 150.0},
+                          images_total=48, images_registered=48)
+    score = {"thresholds": [{"tau_fraction": 0.005, "tau_m": 7e-4, "accuracy": 0.99, "completeness": 0.93,
+                             "fscore": 0.959}, {"tau_fraction": 0.01, "tau_m": 1.4e-3, "accuracy": 1.0,
+                                                "completeness": 0.95, "fscore": 0.974}],
+             "accuracy_median_m": 1.4e-4, "alignment": {"rms_residual_m": 1e-4}}
+    result = bench.SetResult(name="synth_bust", quality="standard", runs=[run], metrics=score,
+                             colmap={"total_seconds": 700.0, "images_registered": 48, "images_total": 48})
+    payload = bench.results_payload([result], "python bench/reconstruct.py", bench.machine_info(), "today",
+                                    "standard")
+    assert payload["sets"][0]["colmap_over_ours"] == pytest.approx(7.0)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(payload))
+    _, loaded = bench.load_results(path)
+    assert bench.table_rows(loaded) == bench.table_rows([result])
+    section = bench.markdown_section(loaded, "cmd", payload["machine"], "today", "standard")
+    assert "| synth_bust | standard | 48/48 | 100.0 | 150.0 | 300.0 | 2.00 |" in section
+    assert "0.959" in section and "7.00×" in section and "1.5–2.5" in section

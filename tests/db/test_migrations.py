@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import inspect, text
 
 from openscancloud.db.database import Database
 from openscancloud.db.models import Base
 from openscancloud.db.repository import SqlRepository, unit_of_work
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def _check_schema(db: Database) -> None:
@@ -28,24 +26,9 @@ def test_sqlite_upgrade_head(tmp_path):
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
 
 
-def _pg_or_skip() -> Database:
-    try:
-        db = Database(PG_URL)
-        with db.engine.connect() as conn:
-            conn.execute(text("select 1"))
-    except Exception:
-        pytest.skip("PostgreSQL at 127.0.0.1:5432 not reachable")
-    return db
-
-
-def test_postgres_upgrade_and_skip_locked_claim():
+def test_postgres_upgrade_and_skip_locked_claim(pg_url):
     """Two concurrent transactions: the second claimer skips the row the first one holds."""
-    db = _pg_or_skip()
-    with db.engine.begin() as conn:
-        conn.exec_driver_sql("DROP SCHEMA IF EXISTS osc_test CASCADE")
-        conn.exec_driver_sql("CREATE SCHEMA osc_test")
-    db.dispose()
-    scoped = Database(PG_URL + "?options=-csearch_path%3Dosc_test")
+    scoped = Database(pg_url)
     try:
         _check_schema(scoped)
         uow = unit_of_work(scoped)
@@ -65,9 +48,50 @@ def test_postgres_upgrade_and_skip_locked_claim():
                 second = SqlRepository(s2).next_claimable_job()
                 assert first.id != second.id
     finally:
-        with scoped.engine.begin() as conn:
-            conn.exec_driver_sql("DROP SCHEMA IF EXISTS osc_test CASCADE")
         scoped.dispose()
+
+
+def test_postgres_advisory_lock_one_holder_at_a_time(pg_url):
+    """`exclusive()` never waits: a second process (own engine) gets False while the first holds it, and the
+    lock is free again after release — and after the holder's connection dies (kill -9 of a replica)."""
+    a, b = Database(pg_url), Database(pg_url)
+    try:
+        with a.exclusive("maintenance") as first:
+            assert first
+            with b.exclusive("maintenance") as second:
+                assert not second
+            with b.exclusive("other-task") as other:
+                assert other
+        with b.exclusive("maintenance") as again:
+            assert again
+        conn = a.engine.connect()  # a holder whose connection is cut without unlocking
+        from sqlalchemy import text
+
+        from openscancloud.db.database import advisory_key
+
+        assert conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": advisory_key("maintenance")}).scalar()
+        with b.exclusive("maintenance") as while_held:
+            assert not while_held
+        conn.invalidate()  # closes the socket: PostgreSQL ends the session and drops its locks
+        conn.close()
+        import time
+
+        deadline = time.time() + 10
+        while True:
+            with b.exclusive("maintenance") as after:
+                if after or time.time() > deadline:
+                    break
+            time.sleep(0.1)
+        assert after
+    finally:
+        a.dispose()
+        b.dispose()
+
+
+def test_sqlite_exclusive_is_always_granted(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'z.db'}")
+    with db.exclusive("maintenance") as a, db.exclusive("maintenance") as b:
+        assert a and b
 
 
 def test_models_and_migrations_agree(tmp_path):

@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import io
-import uuid
 import zipfile
 
-import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
 
 from openscancloud.api.app import create_app
 from openscancloud.domain.tokens import TokenKind
 from openscancloud.settings import Settings
 
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 AUTH = ("openscan", "free")
-
-
-@pytest.fixture
-def pg_url():
-    schema = f"osc_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = create_engine(PG)
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-    except Exception:
-        pytest.skip("PostgreSQL at 127.0.0.1:5432 not reachable")
-    yield f"{PG}?options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
 
 
 def test_legacy_flow_and_job_on_postgres(tmp_path, pg_url):
@@ -60,4 +41,13 @@ def test_legacy_flow_and_job_on_postgres(tmp_path, pg_url):
         p = c.get("/getProjectInfo", params=dict(token=user, project="pg.zip"), auth=AUTH).json()
         assert p["status"] == "done" and c.get(p["dlink"]).content == data
         assert ctx.maintenance.run_once() == {"leases_expired": 0, "projects_expired": 0, "projects_cleaned": 0}
+        with ctx.db.exclusive("maintenance") as mine:  # another replica is in its round: this one skips
+            assert mine
+            import threading
+
+            seen = {}
+            t = threading.Thread(target=lambda: seen.update(ctx.maintenance.run_once()))
+            t.start()
+            t.join()
+            assert seen["skipped"] == 1
         assert c.get("/getQueueEstimate", params=dict(token=user), auth=AUTH).json()["queue_length"] == 0

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from openscancloud import __version__
 from openscancloud.api import downloads, errors, legacy, uploads, worker_api
 from openscancloud.api.context import AppContext
+from openscancloud.api.v1 import admin as v1_admin
 from openscancloud.api.v1 import projects as v1_projects
 from openscancloud.db.database import Database
 from openscancloud.db.repository import unit_of_work
@@ -23,7 +24,7 @@ from openscancloud.jobs.maintenance import Maintenance
 from openscancloud.jobs.queue import JobQueue
 from openscancloud.notify.notifier import Notifier
 from openscancloud.settings import Settings
-from openscancloud.storage.local import LocalStorage
+from openscancloud.storage import make_storage
 
 
 def build_context(settings: Settings) -> AppContext:
@@ -31,7 +32,7 @@ def build_context(settings: Settings) -> AppContext:
     settings.ensure_data_dir()
     db = Database(settings.db_url)
     db.upgrade()
-    storage = LocalStorage(settings.storage_dir)
+    storage = make_storage(settings)
     secret = settings.signing_key()
     notifier = Notifier(settings)
     uow = unit_of_work(db)
@@ -39,7 +40,7 @@ def build_context(settings: Settings) -> AppContext:
     queue = JobQueue(settings=settings, uow=uow, storage=storage, on_event=notifier)
     return AppContext(
         settings=settings, db=db, storage=storage, service=service, queue=queue, signer=Signer(secret),
-        notifier=notifier, maintenance=Maintenance(service, queue),
+        notifier=notifier, maintenance=Maintenance(service, queue, exclusive=lambda: db.exclusive("maintenance")),
     )
 
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings, *, maintenance: bool = True) -> FastAPI:
     app.include_router(worker_api.router)
     app.include_router(worker_api.files_router)
     app.include_router(v1_projects.router)
+    app.include_router(v1_admin.router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> dict[str, str]:

@@ -24,3 +24,7 @@ async def user_token(request: Request) -> TokenView:
 
 async def worker_token(request: Request) -> TokenView:
     return await run_in_threadpool(get_ctx(request).service.authenticate, bearer(request), ("worker", "admin"))
+
+
+async def admin_token(request: Request) -> TokenView:
+    return await run_in_threadpool(get_ctx(request).service.authenticate, bearer(request), ("admin",))

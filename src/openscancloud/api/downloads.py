@@ -1,5 +1,7 @@
 """Signed result download: `GET /download/<project_id>/result.zip?e&s`, streamed, with `Range` support
-(single ranges: `bytes=a-b`, `bytes=a-`, `bytes=-n`). Valid until the retention period ends."""
+(single ranges: `bytes=a-b`, `bytes=a-`, `bytes=-n`). Valid until the retention period ends. With S3 storage
+a GET on a valid link answers `307` to a short-lived presigned S3 URL (Range works there too); HEAD is answered
+here."""
 
 from __future__ import annotations
 
@@ -8,11 +10,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from openscancloud.api.context import AppContext, get_ctx
 from openscancloud.domain.errors import DomainError, Gone, NotFound
-from openscancloud.storage.base import Storage
+from openscancloud.storage.base import Storage, supports_presign
 
 router = APIRouter(tags=["signed links"])
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
@@ -51,10 +53,16 @@ async def download_result(request: Request, project_id: str, e: int = 0, s: str 
     ctx = get_ctx(request)
     ctx.signer.verify("download", project_id, expires=e, signature=s)
     project = await run_in_threadpool(_project, ctx, project_id)
-    size = ctx.storage.result_size(project_id)
+    size = await run_in_threadpool(ctx.storage.result_size, project_id)
     if project.data_deleted or size is None:
         raise Gone("The result was deleted at the end of the retention period.", code="result_deleted")
-    return ranged_file_response(request, ctx.storage, project_id, size, f"{project.name.removesuffix('.zip')}-result.zip")
+    filename = f"{project.name.removesuffix('.zip')}-result.zip"
+    if request.method == "GET" and ctx.settings.s3_redirect_downloads and supports_presign(ctx.storage):
+        # Our link was checked (signature, retention); the bytes come straight from S3 by a short-lived URL.
+        url = await run_in_threadpool(ctx.storage.presign_result_get, project_id, filename,  # type: ignore[attr-defined]
+                                      ctx.settings.s3_presign_seconds)
+        return RedirectResponse(url, status_code=307)
+    return ranged_file_response(request, ctx.storage, project_id, size, filename)
 
 
 def _project(ctx: AppContext, project_id: str) -> Any:

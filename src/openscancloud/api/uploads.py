@@ -45,7 +45,7 @@ async def upload_status(request: Request, project_id: str, index: int, g: int = 
     ctx = get_ctx(request)
     _verify(request, project_id, index, g, e, s)
     await run_in_threadpool(ctx.service.project_for_upload, project_id, g, index)
-    offset, complete = ctx.storage.part_offset(project_id, index)
+    offset, complete = await run_in_threadpool(ctx.storage.part_offset, project_id, index)
     return Response(status_code=200, headers={"Upload-Offset": str(offset),
                                               "Upload-Complete": "?1" if complete else "?0"})
 

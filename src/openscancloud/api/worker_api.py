@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from openscancloud.api.auth import worker_token
@@ -16,7 +16,7 @@ from openscancloud.api.context import get_ctx
 from openscancloud.api.links import base_url, worker_file_link
 from openscancloud.domain.errors import TooLarge
 from openscancloud.domain.service import TokenView
-from openscancloud.storage.base import PartTooLarge
+from openscancloud.storage.base import PartTooLarge, supports_presign
 
 router = APIRouter(prefix="/api/v1/worker", tags=["worker"])
 files_router = APIRouter(tags=["signed links"])
@@ -113,7 +113,11 @@ async def input_zip(request: Request, job_id: str, attempt: int, e: int = 0, s: 
     ctx = get_ctx(request)
     ctx.signer.verify("worker-input", job_id, attempt, expires=e, signature=s)
     project_id = await run_in_threadpool(ctx.queue.input_for, job_id, attempt)
-    size = ctx.storage.input_size(project_id)
+    if supports_presign(ctx.storage):  # the worker fetches the bytes from S3 directly
+        url = await run_in_threadpool(ctx.storage.presign_input_get, project_id,  # type: ignore[attr-defined]
+                                      ctx.settings.s3_presign_seconds)
+        return RedirectResponse(url, status_code=307)
+    size = await run_in_threadpool(ctx.storage.input_size, project_id)
 
     def chunks() -> Iterator[bytes]:
         with ctx.storage.open_input(project_id) as fh:

@@ -7,11 +7,12 @@ transactions; the job claim adds `FOR UPDATE SKIP LOCKED`.
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -36,6 +37,28 @@ class Database:
             with session.begin():
                 yield session
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Try to become the one process doing `name` right now (e.g. periodic maintenance).
+
+        PostgreSQL: a session-level `pg_try_advisory_lock` on a connection held for the duration — it never
+        waits, and PostgreSQL drops it by itself if the holder dies (kill -9, lost network). Yields whether this
+        process got it. SQLite (one machine): always True; its steps are safe in parallel anyway.
+        """
+        if self.is_sqlite:
+            yield True
+            return
+        key = advisory_key(name)
+        with self.engine.connect() as conn:
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+            conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+
     def upgrade(self) -> None:
         """Bring the schema to the newest Alembic revision (`alembic upgrade head`)."""
         from alembic import command
@@ -52,6 +75,11 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for `pg_advisory_lock` derived from a readable name."""
+    return int.from_bytes(hashlib.sha256(f"openscancloud:{name}".encode()).digest()[:8], "big", signed=True)
 
 
 def _make_engine(url: str) -> Engine:

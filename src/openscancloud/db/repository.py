@@ -188,6 +188,12 @@ class SqlRepository:
     def worker_by_id(self, worker_id: str) -> Worker | None:
         return self.s.get(Worker, worker_id)
 
+    def workers(self, seen_since: datetime | None = None) -> Sequence[Worker]:
+        q = select(Worker).order_by(Worker.last_seen_at.desc())
+        if seen_since is not None:
+            q = q.where(Worker.last_seen_at >= seen_since)
+        return self.s.scalars(q).all()
+
     def workers_seen_since(self, since: datetime) -> int:
         return int(self.s.scalar(select(func.count()).select_from(Worker).where(Worker.last_seen_at >= since)) or 0)
 

@@ -16,7 +16,6 @@ from openscancloud.domain.lifecycle import ACCEPTS_UPLOADS, ACTIVE_JOB, ProjectS
 from openscancloud.domain.names import validate_project_name
 from openscancloud.domain.tokens import TokenKind, priority_for
 from openscancloud.domain.zipcheck import ZipLimits, check_zip
-from openscancloud.storage.base import Storage
 
 QUALITIES = ("preview", "standard", "high")
 MAX_PARTS = 10_000
@@ -143,6 +142,52 @@ class Projects:
             if project.status == ProjectStatus.CREATED:
                 project.status = str(ProjectStatus.UPLOADING)
 
+    def presign_part(self, token: TokenView, project_id: str, index: int) -> tuple[str, datetime]:
+        """A presigned S3 PUT URL for one part (object storage only). It expires with the project's upload
+        links, so the 4 h rule holds for direct uploads too."""
+        presign = getattr(self.storage, "presign_part_put", None)
+        if presign is None:
+            raise Conflict("This server keeps uploads on its own disk: use the part's upload link (ulink).",
+                           code="presign_unavailable")
+        with self.uow() as repo:
+            project = self._owned(repo, token, None, project_id)
+            self._check_uploadable(project, index)
+            generation, expires = project.upload_generation, project.upload_expires_at
+        seconds = int((expires - self.clock()).total_seconds())
+        if seconds <= 0:
+            raise Conflict("The upload links of this project expired; reset it.", code="expired")
+        return presign(project_id, index, generation, min(seconds, 7 * 24 * 3600)), expires
+
+    def adopt_presigned_part(self, token: TokenView, project_id: str, index: int) -> Any:
+        """After a presigned PUT: check the object (size limit), compute its sha256, record the part."""
+        adopt = getattr(self.storage, "adopt_presigned_part", None)
+        if adopt is None:
+            raise Conflict("This server keeps uploads on its own disk: use the part's upload link (ulink).",
+                           code="presign_unavailable")
+        with self.uow() as repo:
+            project = self._owned(repo, token, None, project_id)
+            self._check_uploadable(project, index)
+            generation = project.upload_generation
+        try:
+            part = adopt(project_id, index, generation, self.settings.part_limit_bytes)
+        except Exception as exc:
+            if type(exc).__name__ == "PartTooLarge":
+                raise TooLarge(f"An upload part may be at most {self.settings.part_limit_bytes} bytes; the "
+                               "uploaded object was deleted.", code="part_too_large") from None
+            raise
+        if part is None:
+            raise Conflict(f"Part {index} was not uploaded to the presigned URL (or was already adopted).",
+                           code="part_not_uploaded")
+        self.record_part(project_id, generation, index, part.size, part.sha256)
+        return part
+
+    def _check_uploadable(self, project: Any, index: int) -> None:
+        if project.status not in ACCEPTS_UPLOADS:
+            raise Conflict(f"This project is '{project.status}' and accepts no more uploads (reset it first).",
+                           code="not_uploading")
+        if not 0 <= index < project.parts:
+            raise NotFound(f"Part {index} does not exist: the project has {project.parts} parts.")
+
     def parts_info(self, project: Any) -> list[dict[str, Any]]:
         with self.uow() as repo:
             done = {p.index: p for p in repo.parts_of(project.id)}
@@ -165,12 +210,13 @@ class Projects:
         # Slow part, outside any transaction: join the parts and look inside the zip.
         self.storage.assemble_input(pid, nparts)
         try:
-            summary = check_zip(
-                _local_path(self.storage, pid),
-                ZipLimits(self.settings.zip_max_entries, self.settings.zip_max_uncompressed_bytes,
-                          self.settings.zip_max_ratio),
-                token.limit_photos,
-            )
+            with self.storage.local_input(pid) as local:
+                summary = check_zip(
+                    Path(local),
+                    ZipLimits(self.settings.zip_max_entries, self.settings.zip_max_uncompressed_bytes,
+                              self.settings.zip_max_ratio),
+                    token.limit_photos,
+                )
         except Exception:
             self.storage.delete_input(pid)
             raise
@@ -317,7 +363,4 @@ def _positive_int(name: str, value: Any) -> int:
         raise InvalidInput(f"Parameter '{name}' must be at least 1.", code=f"invalid_{name}")
     return n
 
-
-def _local_path(storage: Storage, project_id: str) -> Path:
-    return Path(storage.input_local_path(project_id))
 

@@ -38,15 +38,45 @@ class Reporting:
         }
 
     def server_status(self) -> dict[str, Any]:
+        """Public summary: queue and the processing nodes online (name and hardware, whether busy)."""
         now = self.clock()
+        online_since = now - timedelta(seconds=self.settings.worker_offline_seconds)
         with self.uow() as repo:
+            busy = {j.worker_id for j in repo.running_jobs()}
+            online = repo.workers(seen_since=online_since)
             return {
                 "queue_length": len(repo.queued_jobs()),
-                "processing": len(repo.running_jobs()),
-                "workers_online": repo.workers_seen_since(
-                    now - timedelta(seconds=self.settings.worker_offline_seconds)
-                ),
+                "processing": len(busy),
+                "workers_online": len(online),
+                "workers": [
+                    {"name": w.name, "cpus": w.cpus, "ram_mb": w.ram_mb, "gpu": w.gpu, "busy": w.id in busy}
+                    for w in online
+                ],
             }
+
+    def worker_listing(self, include_offline_hours: float = 24.0) -> list[dict[str, Any]]:
+        """Admin view of every processing node seen recently: online, current job, last seen."""
+        now = self.clock()
+        online_since = now - timedelta(seconds=self.settings.worker_offline_seconds)
+        with self.uow() as repo:
+            jobs = {j.worker_id: j for j in repo.running_jobs()}
+            rows = repo.workers(seen_since=now - timedelta(hours=include_offline_hours))
+            out = []
+            for w in rows:
+                job = jobs.get(w.id)
+                token = repo.token_by_id(w.token_id)
+                out.append({
+                    "id": w.id, "name": w.name, "cpus": w.cpus, "ram_mb": w.ram_mb, "gpu": w.gpu,
+                    "online": w.last_seen_at >= online_since,
+                    "last_seen_at": _iso(w.last_seen_at), "registered_at": _iso(w.registered_at),
+                    "last_seen_seconds_ago": round((now - w.last_seen_at).total_seconds(), 1),
+                    "token": token.hint if token is not None else None,
+                    "current_job": None if job is None else {
+                        "job_id": job.id, "project_id": job.project_id, "attempt": job.attempt,
+                        "stage": job.stage, "progress": round((job.progress or 0.0) * 100, 1),
+                    },
+                })
+            return out
 
     def project_view(self, project: Any) -> dict[str, Any]:
         """Everything both APIs report about a project (links are added by the API layer)."""

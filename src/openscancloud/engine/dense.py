@@ -148,7 +148,7 @@ def _box(img: np.ndarray, k: int) -> np.ndarray:
 
 
 def plane_sweep(ref: ViewData, sources: list[ViewData], planes: int, window: int,
-                cancel_check=lambda: None) -> tuple[np.ndarray, np.ndarray]:
+                cancel_check=lambda: None, best_sources: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Depth (0 = unknown) and score maps of `ref` by fronto-parallel plane sweep with ZNCC."""
     h, w = ref.gray.shape
     k = window
@@ -174,9 +174,14 @@ def plane_sweep(ref: ViewData, sources: list[ViewData], planes: int, window: int
         R = s.R @ ref.R.T
         t = s.t - R @ ref.t
         rel.append((s, R, t))
+    keep = max(1, min(best_sources, n_src))
+    if 2 < keep < n_src - 1:
+        keep = 2  # running statistics exist for: best 1, best 2, all but the worst, all
     for p, inv_d in enumerate(inv_depths):
         total = np.zeros((h, w), np.float32)
         worst = np.full((h, w), 2.0, np.float32)
+        top1 = np.full((h, w), -1.0, np.float32)
+        top2 = np.full((h, w), -1.0, np.float32)
         for s, R, t in rel:
             # plane z = d in the ref camera: X_s = R X + t = (R + t n^T / d) X with n = (0,0,1)
             H = s.K @ (R + np.outer(t, [0.0, 0.0, inv_d])) @ Kinv
@@ -189,9 +194,20 @@ def plane_sweep(ref: ViewData, sources: list[ViewData], planes: int, window: int
             cov = _box(ref.gray * warped, k) - mu_r * mu_s
             ncc = cov * inv_std_r / np.sqrt(np.maximum(var_s, 1e-2))
             ncc = np.where(valid > 0.5, ncc, -1.0).astype(np.float32)
-            total += ncc
-            np.minimum(worst, ncc, out=worst)
-        score = (total - worst) / (n_src - 1) if n_src >= 3 else total / n_src
+            if keep >= n_src - 1:
+                total += ncc
+                np.minimum(worst, ncc, out=worst)
+            else:  # running best two
+                np.maximum(top2, np.minimum(top1, ncc), out=top2)
+                np.maximum(top1, ncc, out=top1)
+        if keep == n_src:
+            score = total / n_src
+        elif keep == n_src - 1:
+            score = (total - worst) / (n_src - 1)
+        elif keep == 2:
+            score = 0.5 * (top1 + top2)
+        else:
+            score = top1
         # track best and its two neighbours in plane order for the sub-plane parabola
         improved = score > best
         if prev_score is not None:
@@ -241,7 +257,8 @@ def depth_normals(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
 def run(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: StageContext) -> DenseResult:
     preset = ctx.preset
     key = {"sparse": sparse.registered, "masks": masks.mode, "size": preset.depth_max_size,
-           "planes": preset.depth_planes, "sources": preset.depth_sources, "window": preset.depth_window,
+           "planes": preset.depth_planes, "sources": preset.depth_sources, "best": preset.depth_best_sources,
+           "window": preset.depth_window,
            "min_views": preset.min_consistent_views}
     if (saved := load_done(ctx.work_dir, key)) is not None:
         return DenseResult.from_dict(saved)
@@ -274,7 +291,8 @@ def run(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: Stag
         ctx.check_cancelled()
         ref = views[name]
         srcs = [views[s] for s in ref.sources if s in views]
-        depth, score = plane_sweep(ref, srcs, preset.depth_planes, preset.depth_window, ctx.check_cancelled)
+        depth, score = plane_sweep(ref, srcs, preset.depth_planes, preset.depth_window, ctx.check_cancelled,
+                                   preset.depth_best_sources)
         return name, depth
 
     with ThreadPoolExecutor(max(1, ctx.num_threads)) as pool:

@@ -18,6 +18,7 @@ class Preset:
     depth_max_size: int  # long side of the depth maps (px)
     depth_planes: int  # planes swept per depth map (depth range comes from the sparse points)
     depth_sources: int  # neighbour views compared with each reference view
+    depth_best_sources: int  # per pixel, the score is the mean over this many best sources (occlusion-robust)
     depth_window: int  # ZNCC window side (px, odd)
     min_consistent_views: int  # a depth must be confirmed by this many other views to enter the dense cloud
     poisson_depth: int  # octree depth of the Poisson surface
@@ -40,6 +41,7 @@ PRESETS: dict[str, Preset] = {
         depth_max_size=400,
         depth_planes=64,
         depth_sources=4,
+        depth_best_sources=2,
         depth_window=5,
         min_consistent_views=2,
         poisson_depth=8,
@@ -54,6 +56,7 @@ PRESETS: dict[str, Preset] = {
         depth_max_size=640,
         depth_planes=96,
         depth_sources=4,
+        depth_best_sources=2,
         depth_window=7,
         min_consistent_views=2,
         poisson_depth=10,
@@ -68,6 +71,7 @@ PRESETS: dict[str, Preset] = {
         depth_max_size=960,
         depth_planes=160,
         depth_sources=6,
+        depth_best_sources=2,
         depth_window=7,
         min_consistent_views=2,
         poisson_depth=11,

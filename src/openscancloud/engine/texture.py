@@ -76,8 +76,31 @@ def rasterize_uv(faces: np.ndarray, uvs: np.ndarray, size: int) -> np.ndarray:
     colors = np.stack([ids & 255, (ids >> 8) & 255, (ids >> 16) & 255], 1).tolist()
     for t, c in zip(tri, colors):
         cv2.fillConvexPoly(img, t, c, lineType=cv2.LINE_8, shift=4)
-    out = img[..., 0].astype(np.int64) | (img[..., 1].astype(np.int64) << 8) | (img[..., 2].astype(np.int64) << 16)
-    return (out - 1).astype(np.int32)
+    out = img[..., 0].astype(np.int32)
+    out |= img[..., 1].astype(np.int32) << 8
+    out |= img[..., 2].astype(np.int32) << 16
+    out -= 1
+    return out
+
+
+def texel_positions(V: np.ndarray, F: np.ndarray, UV: np.ndarray, size: int, xs: np.ndarray, ys: np.ndarray,
+                    fid: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    """3D point (float32) under each texel centre, by barycentric interpolation; in chunks to bound memory."""
+    P = np.stack([UV[:, 0] * size, (1.0 - UV[:, 1]) * size], 1)
+    X = np.empty((len(xs), 3), np.float32)
+    for s in range(0, len(xs), chunk):
+        f = fid[s:s + chunk]
+        A, B, C = P[F[f, 0]], P[F[f, 1]], P[F[f, 2]]
+        q = np.stack([xs[s:s + chunk] + 0.5, ys[s:s + chunk] + 0.5], 1)
+        v0, v1, v2 = B - A, C - A, q - A
+        den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+        den = np.where(np.abs(den) < 1e-12, 1e-12, den)
+        b1 = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
+        b2 = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
+        bary = np.clip(np.stack([1 - b1 - b2, b1, b2], 1), 0, 1)
+        bary /= np.maximum(bary.sum(1, keepdims=True), 1e-12)
+        X[s:s + chunk] = (bary[:, 0:1] * V[F[f, 0]] + bary[:, 1:2] * V[F[f, 1]] + bary[:, 2:3] * V[F[f, 2]])
+    return X
 
 
 def pull_push_fill(color: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -172,20 +195,10 @@ def run(mesh: MeshResult, sparse: SparseResult, ingest: IngestResult, ctx: Stage
     ctx.report(0.3, "rasterising the atlas")
     face_of = rasterize_uv(F2, UV, size)
     ys, xs = np.nonzero(face_of >= 0)
+    ys, xs = ys.astype(np.int32), xs.astype(np.int32)
     fid = face_of[ys, xs]
-    # barycentric coordinates of texel centres
-    P = np.stack([UV[:, 0] * size, (1.0 - UV[:, 1]) * size], 1)
-    A, B, C = P[F2[fid, 0]], P[F2[fid, 1]], P[F2[fid, 2]]
-    q = np.stack([xs + 0.5, ys + 0.5], 1)
-    v0, v1, v2 = B - A, C - A, q - A
-    den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
-    den = np.where(np.abs(den) < 1e-12, 1e-12, den)
-    b1 = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
-    b2 = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
-    bary = np.clip(np.stack([1 - b1 - b2, b1, b2], 1), 0, 1)
-    bary /= np.maximum(bary.sum(1, keepdims=True), 1e-12)
-    X = (bary[:, 0:1] * V2[F2[fid, 0]] + bary[:, 1:2] * V2[F2[fid, 1]] + bary[:, 2:3] * V2[F2[fid, 2]])
-    del A, B, C, q, v0, v1, v2, den, b1, b2
+    del face_of
+    X = texel_positions(V2, F2, UV, size, xs, ys, fid)
     ctx.check_cancelled()
 
     # rank views per face

@@ -1,6 +1,8 @@
-"""Periodic housekeeping, run by every API process. Safe when several processes run it at once: each step is
-a transaction that locks the rows it changes (`SKIP LOCKED` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite) and
-file deletions are idempotent.
+"""Periodic housekeeping, started by every API process. On PostgreSQL only one replica at a time does a round
+(a non-blocking advisory lock, `Database.exclusive("maintenance")`; the others skip that round), so N
+replicas do not repeat the same scans. Even without the lock every step would be safe in parallel: each is a
+transaction that locks the rows it changes (`SKIP LOCKED` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite) and file
+deletions are idempotent.
 
 * lease expiry → jobs claimable again (or failed after the last attempt);
 * projects never started within the upload-link lifetime → `expired`, credit refunded;
@@ -11,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Callable
 
 from openscancloud.domain.lifecycle import ProjectStatus
 from openscancloud.domain.service import CloudService
@@ -24,12 +28,27 @@ log = logging.getLogger(__name__)
 class Maintenance:
     service: CloudService
     queue: JobQueue
+    # `exclusive()` → context manager yielding whether this process may run the round now
+    exclusive: Callable[[], AbstractContextManager[bool]] = field(default=lambda: nullcontext(True))
 
     def run_once(self) -> dict[str, int]:
+        """One round; `{"skipped": 1, ...}` with zero counts when another replica is running its round."""
+        with self.exclusive() as mine:
+            if not mine:
+                return {"leases_expired": 0, "projects_expired": 0, "projects_cleaned": 0, "skipped": 1}
+            return self._round()
+
+    def _round(self) -> dict[str, int]:
         leases = self.queue.expire_leases()
         expired = self.expire_unstarted()
         cleaned = self.retention_cleanup()
-        return {"leases_expired": leases, "projects_expired": expired, "projects_cleaned": cleaned}
+        result = {"leases_expired": leases, "projects_expired": expired, "projects_cleaned": cleaned}
+        abort = getattr(self.service.storage, "abort_stale_uploads", None)
+        hours = self.service.settings.stale_upload_hours
+        if abort is not None and hours > 0:  # uploads broken off by a process that died mid-stream
+            if aborted := abort(hours * 3600):
+                result["stale_uploads_removed"] = aborted
+        return result
 
     def expire_unstarted(self) -> int:
         now = self.service.clock()

@@ -31,6 +31,7 @@ import httpx
 log = logging.getLogger("openscancloud.worker")
 
 TAIL_LINES = 60
+RETRIES = 6
 
 
 class LeaseLost(Exception):
@@ -60,17 +61,20 @@ class Worker:
         stop: threading.Event | None = None,
         engine_command: list[str] | None = None,
         max_image_size: int | None = None,
+        gpu: str | None = None,
     ) -> None:
         self.server = server.rstrip("/")
         self.http = httpx.Client(base_url=self.server, headers={"Authorization": f"Bearer {token}"},
                                  timeout=httpx.Timeout(60.0, connect=10.0))
-        self.links = httpx.Client(timeout=httpx.Timeout(600.0, connect=10.0))  # signed links: no token sent
+        # signed links: no token sent; the input link may redirect to a presigned S3 URL
+        self.links = httpx.Client(timeout=httpx.Timeout(600.0, connect=10.0), follow_redirects=True)
         self.name = name or f"{platform.node()}-{os.getpid()}"
         self.work_dir = Path(work_dir) if work_dir else None
         self.poll_seconds = poll_seconds
         self.stop = stop or threading.Event()
         self.engine_command = engine_command or [sys.executable, "-m", "openscancloud.engine"]
         self.max_image_size = max_image_size
+        self.gpu = gpu if gpu is not None else detect_gpu()
         self.worker_id: str | None = None
 
     # --- protocol -------------------------------------------------------------------------------------------
@@ -78,7 +82,7 @@ class Worker:
         import psutil
 
         body = {"name": self.name, "cpus": os.cpu_count() or 1,
-                "ram_mb": int(psutil.virtual_memory().total / 2**20), "gpu": None}
+                "ram_mb": int(psutil.virtual_memory().total / 2**20), "gpu": self.gpu}
         r = self.http.post("/api/v1/worker/register", json=body)
         _raise(r)
         self.worker_id = r.json()["worker_id"]
@@ -102,7 +106,26 @@ class Worker:
         return bool(r.json().get("cancel"))
 
     # --- main loop ------------------------------------------------------------------------------------------
+    def sweep_stale_dirs(self) -> int:
+        """Remove scratch dirs of worker processes that died (kill -9 skips their `finally`). Dirs are named
+        `osc-<pid>-...`; a dir whose pid is gone is stale. Returns how many were removed."""
+        import psutil
+
+        root = self.work_dir or Path(tempfile.gettempdir())
+        removed = 0
+        for path in root.glob("osc-*-*"):
+            pid = path.name.split("-")[1]
+            if path.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not psutil.pid_exists(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        return removed
+
     def run_forever(self) -> None:
+        try:
+            if removed := self.sweep_stale_dirs():
+                log.info("removed %d scratch dirs of dead worker processes", removed)
+        except OSError as exc:
+            log.warning("could not sweep old scratch dirs: %s", exc)
         while not self.stop.is_set():
             try:
                 if self.worker_id is None:
@@ -141,7 +164,7 @@ class Worker:
         state = JobState()
         beat = threading.Thread(target=self._heartbeat_loop, args=(job, state), daemon=True, name="heartbeat")
         beat.start()
-        tmp = Path(tempfile.mkdtemp(prefix=f"osc-{job['job_id'][:8]}-", dir=self.work_dir))
+        tmp = Path(tempfile.mkdtemp(prefix=f"osc-{os.getpid()}-{job['job_id'][:8]}-", dir=self.work_dir))
         try:
             self._process(job, state, tmp)
         except LeaseLost:
@@ -153,15 +176,42 @@ class Worker:
             beat.join(timeout=5)
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def _process(self, job: dict[str, Any], state: JobState, tmp: Path) -> None:
-        state.stage, state.message = "download", "downloading the photos"
-        input_zip = tmp / "input.zip"
+    def _download_input(self, job: dict[str, Any], state: JobState, input_zip: Path) -> None:
         with self.links.stream("GET", job["input_url"]) as r:
+            if r.status_code == 409:
+                raise LeaseLost()
             _raise(r)
             with open(input_zip, "wb") as fh:
                 for block in r.iter_bytes(1 << 20):
                     fh.write(block)
                     self._check(state)
+
+    def _upload_result(self, job: dict[str, Any], result: Path) -> dict[str, Any]:
+        with open(result, "rb") as fh:
+            r = self.links.put(job["result_url"], content=_file_chunks(fh), headers={"Content-Type": "application/zip"})
+        if r.status_code == 409:
+            raise LeaseLost()
+        _raise(r)
+        return r.json()
+
+    def _retry(self, what: str, fn: Any, *args: Any) -> Any:
+        """Idempotent transfers survive a server replica dying mid-request (the load balancer then answers
+        502/503 or the connection drops): retry with back-off, then give up (the lease runs out, another
+        attempt follows)."""
+        for attempt in range(RETRIES):
+            try:
+                return fn(*args)
+            except (httpx.HTTPError, ServerBusy) as exc:
+                if attempt == RETRIES - 1 or self.stop.is_set():
+                    raise
+                log.warning("%s failed (%s); retrying", what, exc)
+                time.sleep(min(2 * (attempt + 1), 10))
+        raise AssertionError("unreachable")
+
+    def _process(self, job: dict[str, Any], state: JobState, tmp: Path) -> None:
+        state.stage, state.message = "download", "downloading the photos"
+        input_zip = tmp / "input.zip"
+        self._retry("input download", self._download_input, job, state, input_zip)
         out = tmp / "out"
         cmd = [*self.engine_command, str(input_zip), "-o", str(out), "--quality", str(job.get("quality") or "standard"),
                "--work-dir", str(tmp / "work"), "--progress", "jsonl"]
@@ -174,14 +224,9 @@ class Worker:
             state.stage, state.progress, state.message = "upload", 1.0, "uploading the result"
             result = tmp / "result.zip"
             _zip_dir(out, result)
-            with open(result, "rb") as fh:
-                r = self.links.put(job["result_url"], content=_file_chunks(fh),
-                                   headers={"Content-Type": "application/zip"})
-            if r.status_code == 409:
-                raise LeaseLost()
-            _raise(r)
+            stored = self._retry("result upload", self._upload_result, job, result)
             report = _read_json(out / "report.json") or {}
-            report = {"engine": report, "result_sha256": r.json().get("sha256"), "result_size": r.json().get("size")}
+            report = {"engine": report, "result_sha256": stored.get("sha256"), "result_size": stored.get("size")}
             self._finish(job, "complete", {"attempt": job["attempt"], "report": report})
             log.info("job %s done", job["job_id"])
             return
@@ -195,11 +240,16 @@ class Worker:
         log.info("job %s failed: %s", job["job_id"], message)
 
     def _finish(self, job: dict[str, Any], what: str, body: dict[str, Any]) -> None:
-        for attempt in range(5):
+        """complete/fail, retried while the server is unreachable. Safe to repeat: a repeat after the first
+        one committed gets 409 (the attempt is no longer running), which means it is recorded."""
+        for attempt in range(RETRIES):
             try:
                 r = self.http.post(f"/api/v1/worker/jobs/{job['job_id']}/{what}", json=body)
             except httpx.HTTPError:
-                time.sleep(2 * (attempt + 1))
+                time.sleep(min(2 * (attempt + 1), 10))
+                continue
+            if r.status_code in (502, 503, 504):
+                time.sleep(min(2 * (attempt + 1), 10))
                 continue
             if r.status_code == 409:
                 raise LeaseLost()
@@ -235,7 +285,7 @@ class Worker:
     def _run_engine(self, cmd: list[str], state: JobState) -> int:
         log.info("running %s", " ".join(cmd))
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_die_with_parent)
         readers = [threading.Thread(target=self._read_stdout, args=(proc, state), daemon=True),
                    threading.Thread(target=self._read_stderr, args=(proc, state), daemon=True)]
         for t in readers:
@@ -288,6 +338,31 @@ class Worker:
                 state.tail.append(line.rstrip()[:500])
 
 
+def detect_gpu() -> str | None:
+    """The first NVIDIA GPU's name (nvidia-smi), or None: shown to the operator, not used for scheduling."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=name,memory.total", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    first = out.stdout.strip().splitlines()[:1]
+    return first[0].strip()[:200] if out.returncode == 0 and first else None
+
+
+def _die_with_parent() -> None:
+    """Runs in the engine child before exec (Linux): if the worker is killed (kill -9, OOM), the kernel sends
+    the engine SIGKILL too, so no orphaned reconstruction keeps burning CPU for a job that will be re-run."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     """SIGTERM the engine's whole process group, SIGKILL what is left after 10 s."""
     try:
@@ -323,7 +398,13 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+class ServerBusy(RuntimeError):
+    """502/503/504 from a load balancer or a restarting server: worth retrying."""
+
+
 def _raise(r: httpx.Response) -> None:
+    if r.status_code in (502, 503, 504):
+        raise ServerBusy(f"server answered {r.status_code}")
     if r.status_code >= 400:
         try:
             r.read()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import AsyncIterator, BinaryIO, Iterator, Protocol
 
 
@@ -42,7 +44,9 @@ class Storage(Protocol):
     # --- input zip ------------------------------------------------------------------------------------------
     def assemble_input(self, project_id: str, parts: int) -> int: ...
 
-    def input_local_path(self, project_id: str) -> str: ...
+    def local_input(self, project_id: str) -> AbstractContextManager[Path]:
+        """The input zip as a local file for the duration of the `with` (a download for object stores)."""
+        ...
 
     def open_input(self, project_id: str) -> BinaryIO: ...
 
@@ -63,3 +67,22 @@ class Storage(Protocol):
 
     # --- everything -----------------------------------------------------------------------------------------
     def delete_project(self, project_id: str) -> None: ...
+
+
+class ObjectStore(Storage, Protocol):
+    """A storage that can hand out presigned URLs so clients talk to it directly (S3). The API checks
+    `isinstance(storage, ObjectStore)`-style capability with `supports_presign(storage)`."""
+
+    def presign_part_put(self, project_id: str, index: int, generation: int, seconds: int) -> str: ...
+
+    def adopt_presigned_part(self, project_id: str, index: int, generation: int, limit: int) -> StoredPart | None: ...
+
+    def presign_input_get(self, project_id: str, seconds: int) -> str: ...
+
+    def presign_result_get(self, project_id: str, filename: str, seconds: int) -> str: ...
+
+    def abort_stale_uploads(self, older_than_seconds: float) -> int: ...
+
+
+def supports_presign(storage: Storage) -> bool:
+    return callable(getattr(storage, "presign_result_get", None))

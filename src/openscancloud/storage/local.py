@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import AsyncIterator, BinaryIO, Iterator
 
@@ -146,6 +147,11 @@ class LocalStorage:
     def input_local_path(self, project_id: str) -> str:
         return str(self._project_dir(project_id) / "input.zip")
 
+    @contextmanager
+    def local_input(self, project_id: str) -> Iterator[Path]:
+        """The input zip as a local file (here: the stored file itself)."""
+        yield self._project_dir(project_id) / "input.zip"
+
     def open_input(self, project_id: str) -> BinaryIO:
         return open(self._project_dir(project_id) / "input.zip", "rb")
 
@@ -193,3 +199,19 @@ class LocalStorage:
 
     def delete_project(self, project_id: str) -> None:
         shutil.rmtree(self._project_dir(project_id), ignore_errors=True)
+
+    def abort_stale_uploads(self, older_than_seconds: float) -> int:
+        """Delete temp files of uploads whose process died mid-stream (kill -9 skips the `finally`). They
+        never counted as parts; this only frees the disk. Returns how many were removed."""
+        import time
+
+        limit = time.time() - older_than_seconds
+        removed = 0
+        for tmp in (self.root / "projects").glob("*/**/.tmp-*"):
+            try:
+                if tmp.stat().st_mtime < limit:
+                    tmp.unlink()
+                    removed += 1
+            except OSError:
+                pass
+        return removed

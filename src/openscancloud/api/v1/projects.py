@@ -103,6 +103,26 @@ async def delete(project_id: str, request: Request, token: TokenView = Depends(u
     return Response(status_code=204)
 
 
+@router.post("/projects/{project_id}/parts/{index}/presign")
+async def presign_part(project_id: str, index: int, request: Request,
+                       token: TokenView = Depends(user_token)) -> dict[str, Any]:
+    """S3 storage only: a presigned URL to PUT part `index` straight into the bucket (expires with the
+    project's upload links). Afterwards call `.../parts/{index}/complete`. 409 `presign_unavailable` on
+    servers with local storage — use the `ulink` then."""
+    ctx = get_ctx(request)
+    url, expires = await run_in_threadpool(ctx.service.presign_part, token, project_id, index)
+    return {"part": index, "method": "PUT", "url": url, "expires_at": expires.isoformat(timespec="seconds") + "Z"}
+
+
+@router.post("/projects/{project_id}/parts/{index}/complete")
+async def complete_part(project_id: str, index: int, request: Request,
+                        token: TokenView = Depends(user_token)) -> dict[str, Any]:
+    """Record a part uploaded by presigned PUT (size checked, sha256 computed by the server)."""
+    ctx = get_ctx(request)
+    part = await run_in_threadpool(ctx.service.adopt_presigned_part, token, project_id, index)
+    return {"part": index, "size": part.size, "sha256": part.sha256, "complete": True}
+
+
 def _result_project(ctx: AppContext, token: TokenView, project_id: str) -> Any:
     project = ctx.service.get_project(token, project_id=project_id)
     if project.status != "done" or ctx.storage.result_size(project.id) is None:
@@ -128,5 +148,5 @@ async def result_files(project_id: str, request: Request, token: TokenView = Dep
 async def result(project_id: str, request: Request, token: TokenView = Depends(user_token)) -> Response:
     ctx = get_ctx(request)
     project = await run_in_threadpool(_result_project, ctx, token, project_id)
-    size = ctx.storage.result_size(project.id) or 0
+    size = await run_in_threadpool(ctx.storage.result_size, project.id) or 0
     return ranged_file_response(request, ctx.storage, project.id, size, f"{project.name.removesuffix('.zip')}-result.zip")
