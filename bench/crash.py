@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import random
 import sys
 import threading
@@ -83,8 +84,11 @@ def run_crash(root: Path, *, projects: int = 10, replicas: int = 2, workers: int
         next_kill = time.time() + rng.uniform(0.5, 1.5) * kill_every
         deadline = time.time() + timeout
         last_log = 0.0
+        load_samples: list[float] = []
         while time.time() < deadline:
             now = time.time()
+            if not load_samples or now - last_log > 2.9:
+                load_samples.append(os.getloadavg()[0])
             if now >= next_kill and len(kills) < max_kills and len(done) < projects:
                 victims = [p for p in stack.killable() if p.alive()]
                 if victims:
@@ -133,7 +137,8 @@ def run_crash(root: Path, *, projects: int = 10, replicas: int = 2, workers: int
             "restarts": {p.name: p.restarts for p in stack.procs if p.restarts},
             "client_retries": retried, "meshes_ok": meshes, "zip_bytes": len(data), "photos": photos,
             "dataset": dataset, "max_image_size": max_image_size, "lease_seconds": lease_seconds,
-            "replicas": replicas, "workers": workers, "kill_every_s": kill_every, **audit,
+            "replicas": replicas, "workers": workers, "kill_every_s": kill_every, "max_kills": max_kills,
+            "load_avg": round(sum(load_samples) / len(load_samples), 1) if load_samples else None, **audit,
             "problems": problems, "kill_log": kills,
         }
     finally:
@@ -143,14 +148,22 @@ def run_crash(root: Path, *, projects: int = 10, replicas: int = 2, workers: int
 
 def markdown(r: dict[str, Any]) -> str:
     kills = ", ".join(f"{k['t']}s {k['name']}" for k in r["kill_log"])
+    last = r["kill_log"][-1]["t"] if r["kill_log"] else 0
+    if r["kills"] >= r.get("max_kills", 10**9):
+        chaos = (f"from the first upload on, {r['kills']} times (until {last:.0f} s, while projects were uploading "
+                 f"and processing); after that the system had to converge on its own")
+    else:
+        chaos = "from the first upload until every project was done"
+    load = f"1-min load average during the run ≈ {r['load_avg']:.0f} on 2 cores (shared machine)." if r.get(
+        "load_avg") else ""
     return f"""
 `.venv/bin/python bench/crash.py` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. {r['replicas']} API replicas
 (`openscan-cloud serve --workers 0`) behind nginx (Debian package) on 127.0.0.1, {r['workers']} worker processes
 (`openscan-cloud worker`, engine at `--quality preview --max-image-size {r['max_image_size']}`), PostgreSQL 15
 (fresh schema), S3 = moto server mode. {r['projects']} projects of `{r['dataset']}` ({r['photos']} photos,
 {r['zip_bytes'] / 1e6:.1f} MB zip, 2 upload parts each) submitted through the legacy protocol by 2 private tokens.
-A random replica or worker got `kill -9` every {r['kill_every_s'] * 0.5:.0f}–{r['kill_every_s'] * 1.5:.0f} s (from
-the first upload until every project was done); a supervisor restarted it after 1 s. Lease {r['lease_seconds']} s.
+A random replica or worker got `kill -9` every {r['kill_every_s'] * 0.5:.0f}–{r['kill_every_s'] * 1.5:.0f} s {chaos};
+a supervisor restarted it after 1 s (like systemd `Restart=always`). Lease {r['lease_seconds']} s. {load}
 
 | projects | done | **lost** | kills survived (replica / worker) | job attempts (max per job) | client retries | wall time |
 |---|---|---|---|---|---|---|
@@ -190,6 +203,7 @@ def main() -> None:
                   kill_every=args.kill_every, max_kills=args.max_kills, timeout=args.timeout, dataset=args.dataset,
                   max_image_size=args.max_image_size, lease_seconds=args.lease_seconds, seed=args.seed)
     print(json.dumps({k: v for k, v in r.items() if k != "kill_log"}, indent=1))
+    (args.root / "results.json").write_text(json.dumps(r, indent=1))
     if not args.no_write:
         update_block(REPO / "docs" / "benchmarks.md", "### Crash test (`bench/crash.py`)", markdown(r))
         print("figures written to docs/benchmarks.md")

@@ -569,10 +569,12 @@ def evaluate(
     tau_fractions: tuple[float, ...] = DEFAULT_TAU_FRACTIONS,
     samples: int = 200_000,
     debug_dir: Path | None = None,
+    truth: tuple[GroundTruth, CropRegion, VisibleSurface] | None = None,
 ) -> SurfaceScore:
     """Align the reconstruction (mesh or point cloud + its COLMAP cameras) to the ground truth and score it
-    (``debug_dir``: see :func:`score_surface`; the clouds are in the ground-truth frame)."""
-    gt, region, visible = _cached_ground_truth(str(Path(gt_dir).resolve()), samples)
+    (``debug_dir``: see :func:`score_surface`; the clouds are in the ground-truth frame). ``truth`` reuses an
+    already prepared ground truth instead of loading ``gt_dir`` (the visibility ray casting takes seconds)."""
+    gt, region, visible = truth if truth is not None else _cached_ground_truth(str(Path(gt_dir).resolve()), samples)
     alignment = align_to_ground_truth(sparse_camera_centers(Path(sparse_dir)), gt)
     vertices, faces = load_geometry(Path(geometry_path))
     score = score_surface(alignment.similarity.apply(vertices), faces, gt, visible, region, tau_fractions, samples,

@@ -290,7 +290,9 @@ http {{
     proxy_set_header X-Forwarded-Proto $scheme;
     proxy_read_timeout 600s;
     proxy_send_timeout 600s;
-    proxy_next_upstream error timeout http_502 http_503;   # a dead replica: try the other one
+    # a dead replica: try the other one — also for POSTs, which this API makes safe to repeat (claims,
+    # heartbeats, complete/fail answer 409 to a stale repeat; upload links replace the part)
+    proxy_next_upstream error timeout http_502 http_503 non_idempotent;
     proxy_next_upstream_tries 2;
     location / {{ proxy_pass http://openscan; }}
   }}

@@ -81,7 +81,7 @@ def test_point_cloud_reconstruction_is_measured_by_nearest_points(metrics, bust_
     assert score.at(0.005).fscore > 0.99
 
 
-def test_random_similarity_of_cameras_and_mesh_is_undone(metrics, bust_gt_dir, tmp_path):
+def test_random_similarity_of_cameras_and_mesh_is_undone(metrics, bust_gt_dir, bust_truth, tmp_path):
     import pycolmap
 
     sim = _random_similarity(metrics, 7)
@@ -90,11 +90,11 @@ def test_random_similarity_of_cameras_and_mesh_is_undone(metrics, bust_gt_dir, t
     sparse = tmp_path / "sparse"
     sparse.mkdir()
     rec.write_binary(str(sparse))
-    gt = metrics.load_ground_truth(bust_gt_dir)
+    gt = bust_truth[0]
     mesh_path = tmp_path / "model.ply"
     trimesh.Trimesh(sim.apply(gt.vertices), gt.faces, process=False).export(mesh_path)
 
-    score = metrics.evaluate(mesh_path, sparse, bust_gt_dir, samples=60_000)
+    score = metrics.evaluate(mesh_path, sparse, bust_gt_dir, samples=60_000, truth=bust_truth)
 
     expected = np.linalg.inv(sim.matrix())
     np.testing.assert_allclose(np.array(score.alignment["matrix"]), expected, atol=1e-6 * np.abs(expected).max())

@@ -26,9 +26,9 @@ FILE_LINK_SECONDS = 24 * 3600
 
 class RegisterIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    cpus: int = 0
-    ram_mb: int = 0
-    gpu: str | None = None
+    cpus: int = Field(default=0, ge=0, le=1_000_000)
+    ram_mb: int = Field(default=0, ge=0, le=2**31 - 1)
+    gpu: str | None = Field(default=None, max_length=200)
 
 
 class ClaimIn(BaseModel):

@@ -25,7 +25,8 @@ class Signer:
     def verify(self, purpose: str, *fields: object, expires: int, signature: str, now: float | None = None) -> None:
         """Raise Forbidden (403) for a bad signature, Gone (410) for an expired link."""
         expected = self.sign(purpose, *fields, expires=expires)
-        if not hmac.compare_digest(expected, signature or ""):
+        # bytes: compare_digest refuses non-ASCII str (a tampered link may carry any character)
+        if not hmac.compare_digest(expected.encode(), (signature or "").encode("utf-8", "replace")):
             raise Forbidden("This link is not valid (its signature does not match).", code="bad_signature")
         if (now if now is not None else time.time()) > expires:
             raise Gone("This link has expired; ask for a new one (getProjectInfo).", code="link_expired")

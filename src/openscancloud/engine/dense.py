@@ -149,7 +149,35 @@ def _box(img: np.ndarray, k: int) -> np.ndarray:
 
 def plane_sweep(ref: ViewData, sources: list[ViewData], planes: int, window: int,
                 cancel_check=lambda: None, best_sources: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Depth (0 = unknown) and score maps of `ref` by fronto-parallel plane sweep with ZNCC."""
+    """Depth (0 = unknown) and score maps of `ref` by fronto-parallel plane sweep with ZNCC.
+
+    With a mask, only the mask's bounding box is swept (on a rig the object often fills half the photo)."""
+    if ref.mask is not None:
+        ys, xs = np.nonzero(ref.mask)
+        if len(ys) == 0:
+            return np.zeros(ref.gray.shape, np.float32), np.full(ref.gray.shape, -1.0, np.float32)
+        h, w = ref.gray.shape
+        m = window
+        y0, y1 = max(0, ys.min() - m), min(h, ys.max() + m + 1)
+        x0, x1 = max(0, xs.min() - m), min(w, xs.max() + m + 1)
+        if (y1 - y0) * (x1 - x0) < 0.85 * h * w:
+            K = ref.K.copy()
+            K[0, 2] -= x0
+            K[1, 2] -= y0
+            crop = ViewData(ref.name, K, ref.R, ref.t, ref.center, ref.gray[y0:y1, x0:x1],
+                            ref.color[y0:y1, x0:x1], ref.mask[y0:y1, x0:x1], ref.depth_range, ref.sources,
+                            ref.neighbours)
+            d, sc = _sweep(crop, sources, planes, window, cancel_check, best_sources)
+            depth = np.zeros((h, w), np.float32)
+            score = np.full((h, w), -1.0, np.float32)
+            depth[y0:y1, x0:x1] = d
+            score[y0:y1, x0:x1] = sc
+            return depth, score
+    return _sweep(ref, sources, planes, window, cancel_check, best_sources)
+
+
+def _sweep(ref: ViewData, sources: list[ViewData], planes: int, window: int, cancel_check,
+           best_sources: int) -> tuple[np.ndarray, np.ndarray]:
     h, w = ref.gray.shape
     k = window
     mu_r = _box(ref.gray, k)
@@ -193,7 +221,7 @@ def plane_sweep(ref: ViewData, sources: list[ViewData], planes: int, window: int
             var_s = _box(warped * warped, k) - mu_s * mu_s
             cov = _box(ref.gray * warped, k) - mu_r * mu_s
             ncc = cov * inv_std_r / np.sqrt(np.maximum(var_s, 1e-2))
-            ncc = np.where(valid > 0.5, ncc, -1.0).astype(np.float32)
+            ncc = ncc * valid + (valid - 1.0)  # −1 where the plane falls outside the source photo
             if keep >= n_src - 1:
                 total += ncc
                 np.minimum(worst, ncc, out=worst)

@@ -22,8 +22,9 @@ from .orient import Orientation
 
 log = logging.getLogger(__name__)
 
-SUPPORT_SPACINGS = float(__import__("os").environ.get("OSC_SUPPORT", 4.0))  # a vertex must lie within this many point spacings of a dense point
+SUPPORT_SPACINGS = 8.0  # a vertex must lie within this many point spacings of a dense point
 MIN_COMPONENT_RATIO = 0.05  # components smaller than this fraction of the largest are floaters
+PLATE_MARGIN_SPACINGS = 1.5  # points this close above the plate plane belong to the plate
 
 
 @dataclass
@@ -72,7 +73,7 @@ def remove_plate(points: np.ndarray, orientation: Orientation, spacing: float) -
     else:
         d = plane[3]
     signed = points @ n + d  # > 0 above the plate
-    keep = signed > float(__import__("os").environ.get("OSC_PLATE", 3.0)) * spacing
+    keep = signed > PLATE_MARGIN_SPACINGS * spacing
     return keep, True
 
 
