@@ -74,3 +74,21 @@ def test_assemble_and_ranges(store):
 def test_only_server_ids_become_paths(store, bad):
     with pytest.raises(ValueError):
         store.part_offset(bad, 0)
+
+
+def test_abort_stale_uploads_removes_temp_files_of_dead_processes(store):
+    """A process killed mid-stream leaves `.tmp-*` (never a part); maintenance removes it once it is old."""
+    import os
+    import time
+
+    pid = uuid.uuid4().hex
+    run(store.put_part(pid, 0, agen(b"kept"), 100))
+    parts = store.root / "projects" / pid / "parts"
+    leftover = parts / ".tmp-deadbeef"
+    leftover.write_bytes(b"half a part")
+    assert store.part_offset(pid, 1) == (0, False)
+    assert store.abort_stale_uploads(3600) == 0  # young: could still be streaming
+    old = time.time() - 7200
+    os.utime(leftover, (old, old))
+    assert store.abort_stale_uploads(3600) == 1
+    assert not leftover.exists() and store.part_offset(pid, 0) == (4, True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Iterator, Sequence
@@ -199,11 +200,24 @@ class SqlRepository:
 
 
 def unit_of_work(db: Database):
-    """A `domain.ports.UnitOfWork`: each `with uow() as repo:` is one transaction."""
+    """A `domain.ports.UnitOfWork`: each `with uow() as repo:` is one transaction.
+
+    Re-entrant per thread: a `with uow()` inside another one (same thread) joins the outer transaction instead
+    of opening a second connection. Read paths that call several service methods (getProjectInfo: token,
+    project, job, parts) wrap them in one outer `uow()` and pay for one transaction instead of four."""
+    local = threading.local()
 
     @contextmanager
     def _uow() -> Iterator[SqlRepository]:
+        outer = getattr(local, "repo", None)
+        if outer is not None:
+            yield outer
+            return
         with db.transaction() as session:
-            yield SqlRepository(session)
+            local.repo = SqlRepository(session)
+            try:
+                yield local.repo
+            finally:
+                local.repo = None
 
     return _uow

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 MIN_TEXTURE_STD = 1.5  # grey levels: flatter windows give meaningless correlation
 MIN_SCORE = 0.35  # mean ZNCC of the kept sources at the chosen depth
-CONSISTENCY_NEIGHBOURS = 8
+CONSISTENCY_NEIGHBOURS = 6
+VOXEL_FOOTPRINTS = 1.2  # dense points are merged in voxels of this many depth-map pixel footprints
 CONSISTENCY_TOLERANCE = 0.006  # relative depth difference accepted as "the same surface"
 
 
@@ -342,7 +343,7 @@ def run(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: Stag
     pcd.colors = o3d.utility.Vector3dVector(colors.astype(np.float64) / 255.0)
     voxel = _voxel_size(views, depths)
     pcd = pcd.voxel_down_sample(voxel)
-    pcd, _ = pcd.remove_statistical_outlier(nb_neighbors=16, std_ratio=2.5)
+    pcd, _ = pcd.remove_statistical_outlier(nb_neighbors=12, std_ratio=2.5)
     nrm = np.asarray(pcd.normals)
     nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
     pcd.normals = o3d.utility.Vector3dVector(nrm)
@@ -361,61 +362,72 @@ def _voxel_size(views: dict[str, ViewData], depths: dict[str, np.ndarray]) -> fl
         valid = d[d > 0]
         if len(valid):
             sizes.append(np.median(valid) / views[name].K[0, 0])
-    return float(np.median(sizes)) * 0.8 if sizes else 1e-3
+    return float(np.median(sizes)) * VOXEL_FOOTPRINTS if sizes else 1e-3
 
 
 def fuse(views: dict[str, ViewData], depths: dict[str, np.ndarray], min_views: int,
          ctx: StageContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Keep depths confirmed by `min_views` other depth maps; average the confirming 3D points."""
-    all_p, all_n, all_c = [], [], []
     names = list(depths)
-    for i, name in enumerate(names):
-        ctx.check_cancelled()
-        v = views[name]
-        d = depths[name]
-        ys, xs = np.nonzero(d > 0)
-        if len(xs) == 0:
-            continue
-        z = d[ys, xs].astype(np.float64)
-        rays = np.stack([xs, ys, np.ones_like(xs)], 1).astype(np.float64) @ np.linalg.inv(v.K).T
-        Xc = rays * z[:, None]
-        Xw = (Xc - v.t) @ v.R  # R^T (Xc - t)
-        acc = Xw.copy()
-        count = np.zeros(len(z), np.int32)
-        for other in v.neighbours:
-            if other not in depths:
-                continue
-            o = views[other]
-            od = depths[other]
-            Xo = Xw @ o.R.T + o.t
-            zo = Xo[:, 2]
-            front = zo > 1e-9
-            uv = (Xo @ o.K.T)
-            u = np.round(uv[:, 0] / np.where(front, uv[:, 2], 1)).astype(np.int64)
-            vv = np.round(uv[:, 1] / np.where(front, uv[:, 2], 1)).astype(np.int64)
-            inside = front & (u >= 0) & (vv >= 0) & (u < od.shape[1]) & (vv < od.shape[0])
-            idx = np.nonzero(inside)[0]
-            dz = od[vv[idx], u[idx]].astype(np.float64)
-            agree = (dz > 0) & (np.abs(dz - zo[idx]) < CONSISTENCY_TOLERANCE * zo[idx])
-            idx = idx[agree]
-            if len(idx) == 0:
-                continue
-            # the other view's 3D point for that pixel
-            pix = np.stack([u[idx], vv[idx], np.ones(len(idx), np.int64)], 1).astype(np.float64)
-            Xoc = (pix @ np.linalg.inv(o.K).T) * dz[agree][:, None]
-            acc[idx] += (Xoc - o.t) @ o.R
-            count[idx] += 1
-        keep = count >= min_views
-        if not np.any(keep):
-            continue
-        pts = acc[keep] / (count[keep, None] + 1)
-        nc = depth_normals(d, v.K)[ys[keep], xs[keep]]
-        nw = nc.astype(np.float64) @ v.R  # camera → world
-        good = np.linalg.norm(nw, axis=1) > 0.5
-        all_p.append(pts[good])
-        all_n.append(nw[good])
-        all_c.append(v.color[ys[keep], xs[keep]][good])
-        ctx.report(0.86 + 0.1 * (i + 1) / len(names), f"fused {i + 1}/{len(names)} depth maps")
-    if not all_p:
+    parts = []
+    done = 0
+    with ThreadPoolExecutor(max(1, ctx.num_threads)) as pool:
+        for part in pool.map(lambda n: _fuse_view(views, depths, n, min_views, ctx), names):
+            if part is not None:
+                parts.append(part)
+            done += 1
+            ctx.report(0.86 + 0.1 * done / len(names), f"fused {done}/{len(names)} depth maps")
+    if not parts:
         return np.empty((0, 3)), np.empty((0, 3)), np.empty((0, 3))
-    return np.concatenate(all_p), np.concatenate(all_n), np.concatenate(all_c)
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+
+
+def _fuse_view(views: dict[str, ViewData], depths: dict[str, np.ndarray], name: str, min_views: int,
+               ctx: StageContext):
+    ctx.check_cancelled()
+    v = views[name]
+    d = depths[name]
+    ys, xs = np.nonzero(d > 0)
+    if len(xs) == 0:
+        return None
+    z = d[ys, xs].astype(np.float64)
+    Kinv = np.linalg.inv(v.K)
+    Xc = np.stack([xs, ys, np.ones_like(xs)], 1).astype(np.float64) @ Kinv.T
+    Xc *= z[:, None]
+    acc = Xc.copy()  # accumulated in the reference camera's frame
+    count = np.zeros(len(z), np.int32)
+    for other in v.neighbours:
+        if other not in depths:
+            continue
+        o = views[other]
+        od = depths[other]
+        R_rel = o.R @ v.R.T  # reference camera → other camera
+        t_rel = o.t - R_rel @ v.t
+        P = o.K @ R_rel
+        uvw = Xc @ P.T + o.K @ t_rel
+        zo = uvw[:, 2]
+        front = zo > 1e-9
+        zs = np.where(front, zo, 1.0)
+        u = np.rint(uvw[:, 0] / zs).astype(np.int32)
+        vv = np.rint(uvw[:, 1] / zs).astype(np.int32)
+        inside = front & (u >= 0) & (vv >= 0) & (u < od.shape[1]) & (vv < od.shape[0])
+        idx = np.nonzero(inside)[0]
+        dz = od[vv[idx], u[idx]]
+        agree = (dz > 0) & (np.abs(dz - zo[idx]) < CONSISTENCY_TOLERANCE * zo[idx])
+        idx = idx[agree]
+        if len(idx) == 0:
+            continue
+        # the other view's 3D point for that pixel, brought into the reference frame
+        pix = np.stack([u[idx], vv[idx], np.ones(len(idx), np.int32)], 1).astype(np.float64)
+        Xo = (pix @ np.linalg.inv(o.K).T) * dz[agree].astype(np.float64)[:, None]
+        acc[idx] += (Xo - t_rel) @ R_rel  # R_rel^T (Xo - t_rel)
+        count[idx] += 1
+    keep = count >= min_views
+    if not np.any(keep):
+        return None
+    pts_cam = acc[keep] / (count[keep, None] + 1)
+    pts = (pts_cam - v.t) @ v.R  # camera → world
+    nc = depth_normals(d, v.K)[ys[keep], xs[keep]]
+    nw = nc.astype(np.float64) @ v.R
+    good = np.linalg.norm(nw, axis=1) > 0.5
+    return pts[good], nw[good], v.color[ys[keep], xs[keep]][good]

@@ -104,25 +104,32 @@ def texel_positions(V: np.ndarray, F: np.ndarray, UV: np.ndarray, size: int, xs:
 
 
 def pull_push_fill(color: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """Fill unknown texels with a smooth extrapolation of known ones (image pyramid pull-push)."""
+    """Fill unknown texels with a smooth extrapolation of known ones (image pyramid pull-push).
+
+    The pyramid starts at half resolution and the full-resolution level only writes unknown texels, so a 4096²
+    atlas needs a few hundred MB, not gigabytes."""
     if known.all() or not known.any():
         return color
+    h, w = known.shape
+    premultiplied = color * known[..., None].astype(np.uint8)
+    half = ((w + 1) // 2, (h + 1) // 2)
+    c = cv2.resize(premultiplied, half, interpolation=cv2.INTER_AREA).astype(np.float32)
+    wt = cv2.resize(known.astype(np.float32), half, interpolation=cv2.INTER_AREA)
+    del premultiplied
     levels = []
-    c = color.astype(np.float32) * known[..., None]
-    w = known.astype(np.float32)
     while min(c.shape[:2]) > 1:
-        levels.append((c, w))
+        levels.append((c, wt))
         h2, w2 = (c.shape[0] + 1) // 2, (c.shape[1] + 1) // 2
         c = cv2.resize(c, (w2, h2), interpolation=cv2.INTER_AREA)
-        w = cv2.resize(w, (w2, h2), interpolation=cv2.INTER_AREA)
-    filled = c / np.maximum(w, 1e-6)[..., None]
+        wt = cv2.resize(wt, (w2, h2), interpolation=cv2.INTER_AREA)
+    filled = c / np.maximum(wt, 1e-6)[..., None]
     for c_l, w_l in reversed(levels):
         up = cv2.resize(filled, (c_l.shape[1], c_l.shape[0]), interpolation=cv2.INTER_LINEAR)
-        mine = c_l / np.maximum(w_l, 1e-6)[..., None]
         alpha = np.clip(w_l, 0, 1)[..., None]
-        filled = mine * alpha + up * (1 - alpha)
+        filled = c_l / np.maximum(w_l, 1e-6)[..., None] * alpha + up * (1 - alpha)
+    up = cv2.resize(np.clip(filled, 0, 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
     out = color.copy()
-    out[~known] = np.clip(filled[~known], 0, 255).astype(color.dtype)
+    out[~known] = up[~known]
     return out
 
 

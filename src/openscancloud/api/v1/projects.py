@@ -69,8 +69,12 @@ async def list_projects(request: Request, token: TokenView = Depends(user_token)
 @router.get("/projects/{project_id}")
 async def get_project(project_id: str, request: Request, token: TokenView = Depends(user_token)) -> dict[str, Any]:
     ctx = get_ctx(request)
-    project = await run_in_threadpool(lambda: ctx.service.get_project(token, project_id=project_id))
-    return await run_in_threadpool(project_info, ctx, request, project)
+
+    def read() -> dict[str, Any]:  # one transaction for project, job and parts
+        with ctx.service.uow():
+            return project_info(ctx, request, ctx.service.get_project(token, project_id=project_id))
+
+    return await run_in_threadpool(read)
 
 
 async def _act(request: Request, token: TokenView, project_id: str, action: str) -> dict[str, Any]:
