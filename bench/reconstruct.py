@@ -302,16 +302,22 @@ def bench_set(set_dir: Path, quality: str, repeat: int, out_root: Path, colmap: 
             except (metrics.MetricError, OSError, ValueError) as exc:
                 result.metrics_error = str(exc)
     if colmap != "skip":
-        result.colmap, result.colmap_error = colmap_timing(images, name, out_root, reuse=(colmap == "reuse"))
+        result.colmap, result.colmap_error = colmap_timing(images, name, out_root, reuse=colmap in ("reuse", "cached"),
+                                                           run=colmap != "cached")
     return result
 
 
-def colmap_timing(images: Path, name: str, out_root: Path, reuse: bool) -> tuple[dict | None, str | None]:
+def colmap_timing(images: Path, name: str, out_root: Path, reuse: bool,
+                  run: bool = True) -> tuple[dict | None, str | None]:
+    """COLMAP CLI timing of one set: measured now (and stored in ``out_root/colmap_<set>.json``) or, with
+    ``reuse``, read from that file when it exists."""
     cache = out_root / f"colmap_{name}.json"
     if reuse and cache.is_file():
         data = json.loads(cache.read_text())
         data["reused_from"] = str(cache)
         return data, None
+    if not run:
+        return None, f"no stored COLMAP timing ({cache.name}); run with --colmap run"
     try:
         with console.status(f"{name}: COLMAP CLI feature_extractor + exhaustive_matcher + mapper (CPU)"):
             res = colmap_cli.run_colmap_cli(images, out_root / "work" / f"colmap_{name}").to_dict()
@@ -546,8 +552,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated set names (absent ones are skipped)")
     parser.add_argument("--quality", default="standard", choices=("preview", "standard", "high"))
     parser.add_argument("--repeat", type=int, default=1, help="engine runs per set (times are medians)")
-    parser.add_argument("--colmap", default="run", choices=("run", "reuse", "skip"),
-                        help="time COLMAP's CLI now (run), reuse bench/out/colmap_<set>.json if present, or skip")
+    parser.add_argument("--colmap", default="run", choices=("run", "reuse", "cached", "skip"),
+                        help="time COLMAP's CLI now (run); reuse bench/out/colmap_<set>.json when present, else run "
+                             "(reuse); only use stored timings, never run it (cached); or skip it")
     parser.add_argument("--samples", type=int, default=200_000, help="surface samples per side for the metrics")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "out", help="results and engine outputs")
     parser.add_argument("--update-docs", action="store_true",

@@ -42,11 +42,12 @@ class Reporting:
         now = self.clock()
         online_since = now - timedelta(seconds=self.settings.worker_offline_seconds)
         with self.uow() as repo:
-            busy = {j.worker_id for j in repo.running_jobs()}
+            running = repo.running_jobs()
+            busy = {j.worker_id for j in running}
             online = repo.workers(seen_since=online_since)
             return {
                 "queue_length": len(repo.queued_jobs()),
-                "processing": len(busy),
+                "processing": len(running),
                 "workers_online": len(online),
                 "workers": [
                     {"name": w.name, "cpus": w.cpus, "ram_mb": w.ram_mb, "gpu": w.gpu, "busy": w.id in busy}

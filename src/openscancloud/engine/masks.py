@@ -24,7 +24,9 @@ from .ingest import IngestResult
 PROBE_SIZE = (256, 192)  # all photos are compared at this size to decide whether the background is static
 STATIC_FRACTION = 0.4  # handheld sets measure 0.10–0.20 here, static rigs 0.7
 DIFF_THRESHOLD = 18  # grey levels: JPEG noise stays below, the object's appearance changes above
-MASK_LONG_SIDE = 800
+MASK_LONG_SIDE = 480  # masks are computed at this size and scaled up (they only need to be a little generous)
+MAX_REFERENCES = 40  # each photo is compared with at most this many others
+RECUR_FRACTION = 0.25  # a colour seen at the same pixel in a quarter of the photos is static background
 
 
 @dataclass
@@ -62,9 +64,13 @@ def static_background_fraction(images: list[np.ndarray]) -> tuple[float, np.ndar
 
 
 def object_mask(image: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """255 where the photo differs from the static background, cleaned, holes filled and slightly grown."""
+    """255 where the photo differs from a background image, cleaned, holes filled and slightly grown."""
     diff = np.abs(image.astype(np.int16) - background.astype(np.int16)).max(-1)
-    mask = (diff >= DIFF_THRESHOLD).astype(np.uint8) * 255
+    return clean_mask((diff >= DIFF_THRESHOLD).astype(np.uint8) * 255)
+
+
+def clean_mask(mask: np.ndarray) -> np.ndarray:
+    """Remove speckle, close gaps, drop small blobs, fill holes, grow by ~1 % (a margin for the silhouette)."""
     side = max(mask.shape)
     k = max(3, side // 200) | 1
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
@@ -79,7 +85,7 @@ def object_mask(image: np.ndarray, background: np.ndarray) -> np.ndarray:
     contours, _ = cv2.findContours(keep, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     filled = np.zeros_like(keep)
     cv2.drawContours(filled, contours, -1, 255, thickness=cv2.FILLED)
-    kd = max(5, side // 50) | 1
+    kd = max(3, side // 100) | 1
     return cv2.dilate(filled, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kd, kd)))
 
 
@@ -142,18 +148,21 @@ def _static_masks(ingest: IngestResult, out_dir: Path, ctx: StageContext) -> Mas
     (w, h), = sizes
     scale = min(1.0, MASK_LONG_SIDE / max(w, h))
     mw, mh = round(w * scale), round(h * scale)
-    # median at mask resolution, computed in horizontal bands so memory stays bounded for 200 photos
-    background = np.zeros((mh, mw, 3), np.uint8)
-    band = max(8, int(2e8 / (len(ingest.views) * mw * 3 * 2)))
-    smalls = [cv2.resize(_read(ingest.images_dir / v.name), (mw, mh), interpolation=cv2.INTER_AREA)
-              for v in ingest.views] if len(ingest.views) * mw * mh * 3 < 1.5e9 else None
-    if smalls is None:
-        raise UserInputError("Too many photos to compute a background mask; pass your own masks instead.")
-    for y0 in range(0, mh, band):
-        background[y0:y0 + band] = np.median(np.stack([s[y0:y0 + band] for s in smalls]), axis=0).astype(np.uint8)
+    # Static = this pixel's colour recurs at the same place in many other photos.  (A per-pixel median is not
+    # enough: behind the object the median is the object itself, and the backdrop around the silhouette would
+    # survive as "object" and bring its static features back.)
+    step = max(1, len(ingest.views) // MAX_REFERENCES)
+    refs = np.stack([cv2.resize(_read(ingest.images_dir / v.name), (mw, mh), interpolation=cv2.INTER_AREA)
+                     for v in ingest.views[::step]]).astype(np.int16)
+    needed = max(2, int(RECUR_FRACTION * (len(refs) - 1)))
     coverage = {}
-    for i, (view, small) in enumerate(zip(ingest.views, smalls)):
-        mask = object_mask(small, background)
+    for i, view in enumerate(ingest.views):
+        small = cv2.resize(_read(ingest.images_dir / view.name), (mw, mh), interpolation=cv2.INTER_AREA)
+        same = np.zeros((mh, mw), np.int32)
+        for ref in refs:
+            same += np.abs(ref - small).max(-1) < DIFF_THRESHOLD
+        same -= 1 if i % step == 0 and i // step < len(refs) else 0  # the photo itself
+        mask = clean_mask(np.where(same >= needed, 0, 255).astype(np.uint8))
         if (w, h) != (mw, mh):
             mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
         cv2.imwrite(str(out_dir / f"{view.name}.png"), mask)

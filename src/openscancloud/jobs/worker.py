@@ -285,7 +285,7 @@ class Worker:
     def _run_engine(self, cmd: list[str], state: JobState) -> int:
         log.info("running %s", " ".join(cmd))
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
-                                start_new_session=True, preexec_fn=_die_with_parent)
+                                start_new_session=True, preexec_fn=_DIE_WITH_PARENT)
         readers = [threading.Thread(target=self._read_stdout, args=(proc, state), daemon=True),
                    threading.Thread(target=self._read_stderr, args=(proc, state), daemon=True)]
         for t in readers:
@@ -352,15 +352,27 @@ def detect_gpu() -> str | None:
     return first[0].strip()[:200] if out.returncode == 0 and first else None
 
 
-def _die_with_parent() -> None:
-    """Runs in the engine child before exec (Linux): if the worker is killed (kill -9, OOM), the kernel sends
-    the engine SIGKILL too, so no orphaned reconstruction keeps burning CPU for a job that will be re-run."""
+def _make_die_with_parent() -> Any:
+    """A `preexec_fn` for the engine child (Linux): if the worker is killed (kill -9, OOM), the kernel sends the
+    engine SIGKILL too (PR_SET_PDEATHSIG), so no orphaned reconstruction keeps burning CPU for a job that will be
+    re-run. libc is loaded here, before any fork: the function run in the child only makes the system call."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+    kill = int(signal.SIGKILL)
+
+    def die_with_parent() -> None:
+        prctl(1, kill)  # PR_SET_PDEATHSIG
+
+    return die_with_parent
+
+
+_DIE_WITH_PARENT = _make_die_with_parent()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
