@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: install run test test-all bench clean
+.PHONY: install run test test-all bench bench-scale clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ test-all: install
 
 bench: install
 	$(VENV)/bin/python bench/reconstruct.py
+
+bench-scale: install
+	$(VENV)/bin/python bench/crash.py
+	$(VENV)/bin/python bench/load.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

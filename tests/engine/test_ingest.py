@@ -68,10 +68,10 @@ def test_downscale_to_working_size(tmp_path, make_ctx, tiny_preset):
     src = tmp_path / "in"
     src.mkdir()
     for i in range(3):
-        _photo(src / f"big{i}.png", size=(3000, 2000), seed=i)
+        _photo(src / f"big{i}.jpg", size=(2400, 1600), seed=i)
     result = ingest.run(src, make_ctx("ingest", tmp_path / "w"))
     assert all(max(v.width, v.height) == tiny_preset.max_image_size for v in result.views)
-    assert result.views[0].original_width == 3000
+    assert result.views[0].original_width == 2400
 
 
 def test_bad_files_are_rejected_with_reasons(tmp_path, make_ctx):

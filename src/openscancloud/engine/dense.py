@@ -285,13 +285,20 @@ def depth_normals(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
 
 def run(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: StageContext) -> DenseResult:
     preset = ctx.preset
-    key = {"sparse": sparse.registered, "masks": masks.mode, "size": preset.depth_max_size,
+    key = {"sparse": sparse.to_dict(), "masks": masks.to_dict(), "size": preset.depth_max_size,
            "planes": preset.depth_planes, "sources": preset.depth_sources, "best": preset.depth_best_sources,
            "window": preset.depth_window,
            "min_views": preset.min_consistent_views}
     if (saved := load_done(ctx.work_dir, key)) is not None:
         return DenseResult.from_dict(saved)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    if pycolmap.has_cuda:
+        try:
+            result = _run_cuda(ingest, masks, sparse, ctx)
+            save_done(ctx.work_dir, key, result.to_dict())
+            return result
+        except Exception as exc:  # the CPU path below always works
+            log.warning("CUDA PatchMatch failed (%s); using the CPU plane sweep", exc)
     rec = sparse.load()
     cams = camera_arrays(rec)
     xyz, seen = _point_visibility(rec)
@@ -353,6 +360,32 @@ def run(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: Stag
     save_done(ctx.work_dir, key, result.to_dict())
     ctx.report(1.0, f"{len(pcd.points)} dense points")
     return result
+
+
+def _run_cuda(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: StageContext) -> DenseResult:
+    """COLMAP's PatchMatch stereo + fusion when pycolmap was built with CUDA (never required)."""
+    import open3d as o3d
+
+    ws = ctx.work_dir / "mvs"
+    ctx.report(0.02, "undistorting photos (CUDA path)")
+    pycolmap.undistort_images(ws, sparse.model_dir, ingest.images_dir)
+    options = pycolmap.PatchMatchOptions()
+    options.max_image_size = ctx.preset.depth_max_size * 2
+    options.geom_consistency = True
+    ctx.report(0.1, "PatchMatch stereo on the GPU")
+    pycolmap.patch_match_stereo(ws, options=options)
+    ctx.check_cancelled()
+    ctx.report(0.8, "fusing depth maps")
+    fusion = pycolmap.StereoFusionOptions()
+    fusion.num_threads = max(1, ctx.num_threads)
+    if masks.masks_dir is not None:
+        fusion.mask_path = str(masks.masks_dir)
+    ply = ctx.work_dir / "dense.ply"
+    pycolmap.stereo_fusion(ply, ws, options=fusion)
+    pcd = o3d.io.read_point_cloud(str(ply))
+    if len(pcd.points) < 100:
+        raise EngineError("PatchMatch produced too few points")
+    return DenseResult(ply, len(pcd.points), len(sparse.registered), "cuda-patch-match")
 
 
 def _voxel_size(views: dict[str, ViewData], depths: dict[str, np.ndarray]) -> float:

@@ -24,7 +24,7 @@ from .ingest import IngestResult
 PROBE_SIZE = (256, 192)  # all photos are compared at this size to decide whether the background is static
 STATIC_FRACTION = 0.4  # handheld sets measure 0.10–0.20 here, static rigs 0.7
 DIFF_THRESHOLD = 18  # grey levels: JPEG noise stays below, the object's appearance changes above
-MASK_LONG_SIDE = 480  # masks are computed at this size and scaled up (they only need to be a little generous)
+MASK_LONG_SIDE = 320  # masks are computed at this size and scaled up (they only need to be a little generous)
 MAX_REFERENCES = 40  # each photo is compared with at most this many others
 RECUR_FRACTION = 0.25  # a colour seen at the same pixel in a quarter of the photos is static background
 
@@ -118,7 +118,7 @@ def _user_masks(ingest: IngestResult, user_dir: Path, out_dir: Path, ctx: StageC
 
 def run(ingest: IngestResult, ctx: StageContext, user_masks: Path | None = None,
         detect_static: bool = True) -> MaskResult:
-    key = {"views": [v.name for v in ingest.views], "user": str(user_masks) if user_masks else None,
+    key = {"ingest": ingest.to_dict(), "user": str(user_masks) if user_masks else None,
            "detect": detect_static}
     if (saved := load_done(ctx.work_dir, key)) is not None:
         return MaskResult.from_dict(saved)
@@ -152,15 +152,16 @@ def _static_masks(ingest: IngestResult, out_dir: Path, ctx: StageContext) -> Mas
     # enough: behind the object the median is the object itself, and the backdrop around the silhouette would
     # survive as "object" and bring its static features back.)
     step = max(1, len(ingest.views) // MAX_REFERENCES)
-    refs = np.stack([cv2.resize(_read(ingest.images_dir / v.name), (mw, mh), interpolation=cv2.INTER_AREA)
-                     for v in ingest.views[::step]]).astype(np.int16)
-    needed = max(2, int(RECUR_FRACTION * (len(refs) - 1)))
+    smalls = [cv2.resize(_read(ingest.images_dir / v.name), (mw, mh), interpolation=cv2.INTER_AREA)
+              for v in ingest.views]
+    refs = smalls[::step]
+    needed = max(3, int(RECUR_FRACTION * (len(refs) - 1)))
     coverage = {}
     for i, view in enumerate(ingest.views):
-        small = cv2.resize(_read(ingest.images_dir / view.name), (mw, mh), interpolation=cv2.INTER_AREA)
+        small = smalls[i]
         same = np.zeros((mh, mw), np.int32)
         for ref in refs:
-            same += np.abs(ref - small).max(-1) < DIFF_THRESHOLD
+            same += cv2.absdiff(ref, small).max(-1) < DIFF_THRESHOLD
         same -= 1 if i % step == 0 and i // step < len(refs) else 0  # the photo itself
         mask = clean_mask(np.where(same >= needed, 0, 255).astype(np.uint8))
         if (w, h) != (mw, mh):

@@ -83,8 +83,8 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext) -> Mesh
     from scipy.spatial import cKDTree
 
     preset = ctx.preset
-    key = {"dense": dense.num_points, "depth": preset.poisson_depth, "faces": preset.target_faces,
-           "turntable": orientation.turntable}
+    key = {"dense": dense.to_dict(), "depth": preset.poisson_depth, "faces": preset.target_faces,
+           "orientation": orientation.to_dict()}
     if (saved := load_done(ctx.work_dir, key)) is not None:
         return MeshResult.from_dict(saved)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)

@@ -102,7 +102,7 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, options: Reconstruc
     work_dir.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     cancel = cancel or threading.Event()
-    progress = progress or (lambda stage, fraction, message: None)
+    progress = _monotonic(progress or (lambda stage, fraction, message: None))
     timings = Timings()
     _quiet_libraries()
 
@@ -157,6 +157,20 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, options: Reconstruc
     if not options.keep_work_dir and options.work_dir is None:
         shutil.rmtree(work_dir, ignore_errors=True)
     return ReconstructionResult(outputs, report, report_path)
+
+
+def _monotonic(progress: ProgressFn) -> ProgressFn:
+    """Progress never goes backwards within a stage (a fallback step may re-estimate), and is thread-safe."""
+    last: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def report(stage: str, fraction: float, message: str) -> None:
+        with lock:
+            fraction = max(last.get(stage, 0.0), min(1.0, max(0.0, fraction)))
+            last[stage] = fraction
+            progress(stage, fraction, message)
+
+    return report
 
 
 def _orientation(sparse: sparse_stage.SparseResult, work_dir: Path) -> orient.Orientation:

@@ -46,6 +46,17 @@ def render_textured(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, te
     E[:3, :3], E[:3, 3] = R, t
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(V), o3d.core.Tensor(faces.astype(np.uint32)))
+    # frame the model: project its vertices, then zoom so their extent fills ~85 % of the image
+    cam_pts = V.astype(np.float64) @ R.T + t
+    in_front = cam_pts[:, 2] > 1e-9
+    if in_front.sum() > 3:
+        uv = cam_pts[in_front] @ K.T
+        uv = uv[:, :2] / uv[:, 2:3]
+        (u0, v0), (u1, v1) = np.percentile(uv, 0.5, axis=0), np.percentile(uv, 99.5, axis=0)
+        zoom = 0.85 * min(w / max(u1 - u0, 1.0), h / max(v1 - v0, 1.0))
+        zoom = float(np.clip(zoom, 0.5, 8.0))
+        K = np.array([[f * zoom, 0, w / 2 - zoom * ((u0 + u1) / 2 - w / 2)],
+                      [0, f * zoom, h / 2 - zoom * ((v0 + v1) / 2 - h / 2)], [0, 0, 1]])
     rays = o3d.t.geometry.RaycastingScene.create_rays_pinhole(o3d.core.Tensor(K), o3d.core.Tensor(E), w, h)
     ans = scene.cast_rays(rays)
     hit = np.isfinite(ans["t_hit"].numpy())

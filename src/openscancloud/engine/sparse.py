@@ -117,7 +117,8 @@ def _camera_groups(ingest: IngestResult) -> list[tuple[list[str], float | None, 
 
 def run(ingest: IngestResult, masks: MaskResult, ctx: StageContext) -> SparseResult:
     preset = ctx.preset
-    key = {"views": [v.name for v in ingest.views], "masks": masks.mode, "features": preset.sift_max_features,
+    # the upstream results are part of the key: a re-run upstream invalidates this stage's saved result
+    key = {"ingest": ingest.to_dict(), "masks": masks.to_dict(), "features": preset.sift_max_features,
            "size": preset.max_image_size, "upsample_below": preset.sift_upsample_below}
     if (saved := load_done(ctx.work_dir, key)) is not None:
         return SparseResult.from_dict(saved)

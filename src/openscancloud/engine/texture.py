@@ -186,7 +186,7 @@ def run(mesh: MeshResult, sparse: SparseResult, ingest: IngestResult, ctx: Stage
     import open3d as o3d
 
     size = ctx.preset.texture_size
-    key = {"mesh": [mesh.num_vertices, mesh.num_faces], "size": size, "views": sparse.registered}
+    key = {"mesh": mesh.to_dict(), "size": size, "sparse": sparse.to_dict()}
     if (saved := load_done(ctx.work_dir, key)) is not None:
         return TextureResult.from_dict(saved)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
