@@ -114,3 +114,27 @@ def test_cli_reconstruct_reports_one_sentence(tmp_path):
     assert proc.returncode == 2
     assert "Error:" in proc.stderr and "no files" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_sigterm_stops_promptly(photo_set, tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "openscancloud.engine", str(photo_set("kermit")), "-o", str(tmp_path / "o"),
+         "--quality", "preview", "--progress", "jsonl"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    # wait until the engine is inside a heavy stage
+    for line in proc.stdout:
+        if json.loads(line).get("stage") == "sparse":
+            break
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stdout.read()
+    code = proc.wait(timeout=60)
+    assert time.monotonic() - t0 < 30
+    assert code == 130
+    last = json.loads(rest.strip().splitlines()[-1])
+    assert last["event"] == "error" and last.get("cancelled") is True

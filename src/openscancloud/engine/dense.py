@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 MIN_TEXTURE_STD = 1.5  # grey levels: flatter windows give meaningless correlation
 MIN_SCORE = 0.35  # mean ZNCC of the kept sources at the chosen depth
 CONSISTENCY_NEIGHBOURS = 6
+DEPTH_RANGE_MARGIN = 0.07  # the sweep covers the view's sparse depths (1st–99th percentile) ± this fraction
 VOXEL_FOOTPRINTS = 1.2  # dense points are merged in voxels of this many depth-map pixel footprints
 CONSISTENCY_TOLERANCE = 0.006  # relative depth difference accepted as "the same surface"
 
@@ -316,7 +317,8 @@ def run(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: Stag
             continue
         lo, hi = np.percentile(z, [1, 99])
         views[name] = ViewData(name, K, cam["R"], cam["t"], cam["center"], gray, rgb, mask,
-                               (float(lo) * 0.85, float(hi) * 1.15), neighbours[name][:preset.depth_sources],
+                               (float(lo) * (1 - DEPTH_RANGE_MARGIN), float(hi) * (1 + DEPTH_RANGE_MARGIN)),
+                               neighbours[name][:preset.depth_sources],
                                neighbours[name])
         ctx.check_cancelled()
     depths: dict[str, np.ndarray] = {}

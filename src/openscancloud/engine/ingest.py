@@ -81,6 +81,7 @@ class IngestResult:
 
 
 Opener = Callable[[], io.BufferedIOBase]
+MAX_FILE_BYTES = 150 * 2 ** 20  # no photo is this large; refusing protects memory (zip bombs, videos)
 
 
 def _list_inputs(input_path: Path) -> tuple[list[tuple[str, Opener]], zipfile.ZipFile | None]:
@@ -89,7 +90,8 @@ def _list_inputs(input_path: Path) -> tuple[list[tuple[str, Opener]], zipfile.Zi
         raise UserInputError(f"The input {input_path} does not exist.")
     if input_path.is_dir():
         files = sorted(p for p in input_path.rglob("*") if p.is_file() and not _is_hidden(p.relative_to(input_path)))
-        return [(str(p.relative_to(input_path)), (lambda p=p: open(p, "rb"))) for p in files], None
+        return [(str(p.relative_to(input_path)), (lambda p=p: _guarded(open(p, "rb"), p.stat().st_size)))
+                for p in files], None
     if zipfile.is_zipfile(input_path):
         try:
             zf = zipfile.ZipFile(input_path)
@@ -97,18 +99,27 @@ def _list_inputs(input_path: Path) -> tuple[list[tuple[str, Opener]], zipfile.Zi
             raise UserInputError(f"The zip file {input_path.name} cannot be read ({exc}).") from exc
         infos = sorted((i for i in zf.infolist() if not i.is_dir() and not _is_hidden(Path(i.filename))),
                        key=lambda i: i.filename)
-        return [(i.filename, (lambda i=i: zf.open(i))) for i in infos], zf
+        return [(i.filename, (lambda i=i: _guarded(zf.open(i), i.file_size))) for i in infos], zf
     if input_path.suffix.lower() == ".zip":
         raise UserInputError(f"The file {input_path.name} is not a valid zip archive.")
     raise UserInputError(f"The input {input_path.name} must be a folder of photos or a .zip of photos.")
+
+
+def _guarded(handle, size: int):
+    if size > MAX_FILE_BYTES:
+        handle.close()
+        raise OSError(f"the file is too large ({size / 2 ** 20:.0f} MB) to be a photo")
+    return handle
 
 
 def _is_hidden(rel: Path) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in rel.parts)
 
 
-def _exif_focal_px(img: Image.Image, width: int, height: int) -> tuple[float | None, str]:
-    """Focal length in pixels of the upright working image, from EXIF, or (None, "none")."""
+def _exif_focal_px(img: Image.Image, width: int, height: int, stored: tuple[int, int]) -> tuple[float | None, str]:
+    """Focal length in pixels of the upright `width`×`height` working image, from EXIF, or (None, "none").
+
+    `stored` is the size of the pixels in the file (before any draft-mode reduction)."""
     try:
         exif = img.getexif()
         sub = exif.get_ifd(_EXIF_IFD)
@@ -118,7 +129,7 @@ def _exif_focal_px(img: Image.Image, width: int, height: int) -> tuple[float | N
     focal_mm = _as_float(sub.get(_FOCAL_LENGTH))
     xres = _as_float(sub.get(_FP_XRES))
     unit = sub.get(_FP_RES_UNIT, 2)
-    stored_w, stored_h = img.size
+    stored_w, stored_h = stored
     if focal_mm and xres and unit in (2, 3, 4, 5):
         mm_per_unit = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}[unit]
         px_per_mm = xres / mm_per_unit
@@ -151,13 +162,14 @@ def _load_one(name: str, opener: Opener, max_size: int, out_dir: Path, out_name:
     try:
         with opener() as fh:
             data = fh.read()
-    except (OSError, zipfile.BadZipFile) as exc:
+    except (OSError, zipfile.BadZipFile, RuntimeError) as exc:  # RuntimeError: encrypted zip member
         raise ValueError(f"cannot be read ({exc})") from exc
     if not data:
         raise ValueError("is an empty file")
     try:
         img = Image.open(io.BytesIO(data))
         fmt = img.format
+        mode = img.mode
         orientation = int(img.getexif().get(0x0112, 1) or 1)
         ow, oh = img.size
         if orientation in (5, 6, 7, 8):
@@ -174,7 +186,7 @@ def _load_one(name: str, opener: Opener, max_size: int, out_dir: Path, out_name:
         raise ValueError("is too large to be a photo") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"is a damaged or truncated image ({exc})") from exc
-    focal, focal_source = _exif_focal_px(img, max(1, round(up_w * scale)), max(1, round(up_h * scale)))
+    focal, focal_source = _exif_focal_px(img, max(1, round(up_w * scale)), max(1, round(up_h * scale)), (ow, oh))
     img = ImageOps.exif_transpose(img)
     if img.mode != "RGB":
         img = img.convert("RGB")
@@ -184,7 +196,7 @@ def _load_one(name: str, opener: Opener, max_size: int, out_dir: Path, out_name:
     tw, th = max(1, round(up_w * scale)), max(1, round(up_h * scale))
     if (w, h) != (tw, th):
         img = img.resize((tw, th), Image.Resampling.LANCZOS)
-    if fmt == "JPEG" and orientation == 1 and (w, h) == (tw, th) == (ow, oh):
+    if fmt == "JPEG" and mode == "RGB" and orientation == 1 and (w, h) == (tw, th) == (ow, oh):
         (out_dir / out_name).write_bytes(data)  # already upright at working size: keep the original pixels
     else:
         img.save(out_dir / out_name, quality=95, subsampling=0)

@@ -27,6 +27,10 @@ def install_cancel_signals(cancel: threading.Event) -> None:
     def handler(signum, frame):  # noqa: ARG001
         cancel.set()
 
+    # pycolmap's logging library installs its own SIGTERM handler on import (it would kill the process at
+    # once): import the heavy libraries first, then take the signals over
+    from . import pipeline  # noqa: F401  (imports pycolmap, OpenCV)
+
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
