@@ -529,11 +529,17 @@ def _plain(obj):
     return obj
 
 
-def report_saved(path: Path, update: bool, notes: Path | None) -> int:
+def report_saved(path: Path, update: bool, notes: Path | None, colmap: str = "skip") -> int:
+    """Re-print a saved run; with ``colmap`` "reuse"/"cached", COLMAP timings stored since then fill the gaps."""
     if not path.is_file():
         console.print(f"[red]No results file {path}.[/]")
         return 2
     payload, results = load_results(path)
+    if colmap in ("reuse", "cached"):
+        for r in results:
+            if r.colmap is None:
+                r.colmap, error = colmap_timing(Path(), r.name, path.parent, reuse=True, run=False)
+                r.colmap_error = error if r.colmap is None else None
     print_tables(results)
     section = markdown_section(results, payload["command"], payload["machine"], payload["date"], payload["quality"])
     if update:
@@ -565,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.from_results is not None:
-        return report_saved(args.from_results, args.update_docs, args.notes)
+        return report_saved(args.from_results, args.update_docs, args.notes, args.colmap)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if not args.datasets.is_dir():

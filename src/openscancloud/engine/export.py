@@ -1,6 +1,6 @@
 """Stage 7 — export: every output in one frame (the orientation transform applied to all of them).
 
-Files: `model.obj` + `model.mtl` + `model_texture.png`, `model.glb`, `dense.ply`, `sparse/` (COLMAP binary model),
+Files: `model.obj` + `model.mtl` + the texture PNG it names (`material_0.png`), `model.glb`, `dense.ply`, `sparse/` (COLMAP binary model),
 `preview.png`.  OBJ, PLY and the sparse model use the engine's frame (+Z up, object centred); `model.glb`
 follows the glTF convention (+Y up), i.e. (x, y, z) → (x, z, −y), so web viewers show it upright.
 """

@@ -20,7 +20,7 @@ import numpy as np
 import pycolmap
 
 from .context import StageContext, load_done, save_done
-from .errors import EngineError, UserInputError
+from .errors import UserInputError
 from .ingest import IngestResult
 from .masks import MaskResult
 
