@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass, field
+import types
+import typing
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -40,6 +42,35 @@ class StageContext:
     def check_cancelled(self) -> None:
         if self.cancel.is_set():
             raise Cancelled(f"cancelled during {self.stage}")
+
+
+class StageResult:
+    """Mixin for a stage's result dataclass: `to_dict` for its `done.json` marker, `from_dict` to resume from it.
+
+    Path fields (`Path` or `Path | None`) are written as strings and read back as Paths; everything else must
+    already be JSON-friendly.
+    """
+
+    def to_dict(self) -> dict:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        paths = _path_fields(cls)
+        return cls(**{k: Path(v) if k in paths and v is not None else v for k, v in d.items()})
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
+
+
+def _path_fields(cls: type) -> set[str]:
+    def is_path(hint: Any) -> bool:
+        if hint is Path:
+            return True
+        return typing.get_origin(hint) in (typing.Union, types.UnionType) and Path in typing.get_args(hint)
+
+    return {name for name, hint in typing.get_type_hints(cls).items() if is_path(hint)}
 
 
 def write_json(path: Path, data: Any) -> None:

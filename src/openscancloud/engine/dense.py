@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import pycolmap
 
-from .context import StageContext, load_done, save_done
+from .context import StageContext, StageResult, load_done, save_done
 from .errors import EngineError
 from .ingest import IngestResult
 from .masks import MaskResult
@@ -40,19 +40,11 @@ CONSISTENCY_TOLERANCE = 0.006  # relative depth difference accepted as "the same
 
 
 @dataclass
-class DenseResult:
+class DenseResult(StageResult):
     ply_path: Path  # coloured points with normals, in the sparse model's frame
     num_points: int
     num_depth_maps: int
     method: str
-
-    def to_dict(self) -> dict:
-        return {"ply_path": str(self.ply_path), "num_points": self.num_points,
-                "num_depth_maps": self.num_depth_maps, "method": self.method}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DenseResult":
-        return cls(Path(d["ply_path"]), d["num_points"], d["num_depth_maps"], d["method"])
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .context import StageContext, load_done, save_done
+from .context import StageContext, StageResult, load_done, save_done
 from .errors import UserInputError
 from .ingest import IngestResult
 
@@ -30,19 +30,11 @@ RECUR_FRACTION = 0.25  # a colour seen at the same pixel in a quarter of the pho
 
 
 @dataclass
-class MaskResult:
+class MaskResult(StageResult):
     mode: str  # "static-background", "user", or "none"
     masks_dir: Path | None  # masks named `<image name>.png` (COLMAP convention), 255 = use, 0 = ignore
     static_fraction: float = 0.0
     coverage: dict[str, float] = field(default_factory=dict)  # fraction of each photo kept
-
-    def to_dict(self) -> dict:
-        return {"mode": self.mode, "masks_dir": str(self.masks_dir) if self.masks_dir else None,
-                "static_fraction": self.static_fraction, "coverage": self.coverage}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MaskResult":
-        return cls(d["mode"], Path(d["masks_dir"]) if d["masks_dir"] else None, d["static_fraction"], d["coverage"])
 
     def mask_path(self, image_name: str) -> Path | None:
         return self.masks_dir / f"{image_name}.png" if self.masks_dir else None

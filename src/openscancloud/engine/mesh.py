@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .context import StageContext, load_done, save_done
+from .context import StageContext, StageResult, load_done, save_done
 from .dense import DenseResult
 from .errors import EngineError
 from .orient import Orientation
@@ -28,23 +28,12 @@ PLATE_MARGIN_SPACINGS = 1.5  # points this close above the plate plane belong to
 
 
 @dataclass
-class MeshResult:
+class MeshResult(StageResult):
     mesh_path: Path  # PLY, in the sparse model's frame
     num_vertices: int
     num_faces: int
     plate_removed: bool
     point_spacing: float
-
-    def to_dict(self) -> dict:
-        d = dict(self.__dict__)
-        d["mesh_path"] = str(self.mesh_path)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MeshResult":
-        d = dict(d)
-        d["mesh_path"] = Path(d["mesh_path"])
-        return cls(**d)
 
 
 def remove_plate(points: np.ndarray, orientation: Orientation, spacing: float) -> tuple[np.ndarray, bool]:

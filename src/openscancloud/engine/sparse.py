@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 
-from .context import StageContext, load_done, save_done
+from .context import StageContext, StageResult, load_done, save_done
 from .errors import UserInputError
 from .ingest import IngestResult
 from .masks import MaskResult
@@ -33,7 +33,7 @@ MATCH_BLOCK = 120
 
 
 @dataclass
-class SparseResult:
+class SparseResult(StageResult):
     model_dir: Path  # COLMAP binary model (cameras.bin, images.bin, points3D.bin)
     registered: list[str]
     unregistered: list[str]
@@ -45,17 +45,6 @@ class SparseResult:
     num_pairs: int
     matching: str
     extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        d = dict(self.__dict__)
-        d["model_dir"] = str(self.model_dir)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SparseResult":
-        d = dict(d)
-        d["model_dir"] = Path(d["model_dir"])
-        return cls(**d)
 
     def load(self) -> pycolmap.Reconstruction:
         return pycolmap.Reconstruction(str(self.model_dir))

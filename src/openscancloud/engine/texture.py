@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .context import StageContext, load_done, save_done
+from .context import StageContext, StageResult, load_done, save_done
 from .errors import EngineError
 from .ingest import IngestResult
 from .mesh import MeshResult
@@ -30,19 +30,11 @@ VISIBILITY_TOLERANCE = 0.01  # relative depth difference still counted as "this 
 
 
 @dataclass
-class TextureResult:
+class TextureResult(StageResult):
     mesh_path: Path  # npz: vertices (SfM frame), faces, uvs (OBJ convention, v up)
     texture_path: Path  # PNG atlas
     texture_size: int
     textured_fraction: float  # share of atlas texels that got a colour from a photo
-
-    def to_dict(self) -> dict:
-        return {"mesh_path": str(self.mesh_path), "texture_path": str(self.texture_path),
-                "texture_size": self.texture_size, "textured_fraction": self.textured_fraction}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TextureResult":
-        return cls(Path(d["mesh_path"]), Path(d["texture_path"]), d["texture_size"], d["textured_fraction"])
 
     def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         data = np.load(self.mesh_path)
