@@ -21,7 +21,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     p.add_argument("--quality", choices=list(PRESETS), default="standard")
     p.add_argument("--max-image-size", type=int, default=None, help="working size: long side in pixels")
-    p.add_argument("--masks", type=Path, default=None, help="folder of masks NAME.png (white = object)")
+    p.add_argument("--masks", default="auto",
+                   help="auto (detect a static rig background), off (use every pixel), user (NAME_mask.png "
+                        "beside each photo), or a folder of masks NAME.png (white = object)")
+    p.add_argument("--texture-size", type=int, default=None, help="texture atlas side in pixels (default: preset)")
+    p.add_argument("--target-faces", type=int, default=None, help="triangle budget (default: preset)")
+    p.add_argument("--formats", default=None, help="comma-separated subset of glb,obj,ply (default: all)")
     p.add_argument("--work-dir", type=Path, default=None, help="intermediate files (kept, enables resume)")
     p.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
     p.add_argument("--progress", choices=["jsonl", "text", "none"], default="text")
@@ -49,9 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         def progress(stage: str, fraction: float, message: str) -> None:
             return None
 
-    from .pipeline import ReconstructionOptions
+    from .pipeline import ReconstructionOptions, masks_choice, parse_formats
 
-    options = ReconstructionOptions(quality=args.quality, max_image_size=args.max_image_size, masks_dir=args.masks,
+    mode, masks_dir = masks_choice(args.masks)
+    options = ReconstructionOptions(quality=args.quality, max_image_size=args.max_image_size, masks=mode,
+                                    masks_dir=masks_dir, texture_size=args.texture_size,
+                                    target_faces=args.target_faces, formats=parse_formats(args.formats),
                                     work_dir=args.work_dir)
     if args.threads:
         options.num_threads = max(1, args.threads)

@@ -20,7 +20,12 @@ def register(app: typer.Typer) -> None:
                                     help=f"Quality preset: {', '.join(PRESETS)}."),
         max_image_size: Optional[int] = typer.Option(None, "--max-image-size",
                                                      help="Working size: long side in pixels."),
-        masks: Optional[Path] = typer.Option(None, "--masks", help="Folder of masks NAME.png (white = object)."),
+        masks: str = typer.Option("auto", "--masks",
+                                  help="auto (detect a static rig background), off (every pixel), user "
+                                       "(NAME_mask.png beside each photo), or a folder of masks NAME.png."),
+        texture_size: Optional[int] = typer.Option(None, "--texture-size", help="Texture atlas side (px)."),
+        target_faces: Optional[int] = typer.Option(None, "--target-faces", help="Triangle budget of the mesh."),
+        formats: Optional[str] = typer.Option(None, "--formats", help="Comma-separated subset of glb,obj,ply."),
         work_dir: Optional[Path] = typer.Option(None, "--work-dir",
                                                 help="Keep intermediate files here (resume after a crash)."),
         threads: Optional[int] = typer.Option(None, "--threads", help="Worker threads (default: all cores)."),
@@ -29,7 +34,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-        from .pipeline import STAGE_TITLES, ReconstructionOptions
+        from .pipeline import STAGE_TITLES, ReconstructionOptions, masks_choice, parse_formats
         from .runner import EXIT_OK, install_cancel_signals, run_reconstruction
 
         console = Console(stderr=True)
@@ -38,8 +43,10 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
         cancel = threading.Event()
         install_cancel_signals(cancel)
-        options = ReconstructionOptions(quality=quality, max_image_size=max_image_size, masks_dir=masks,
-                                        work_dir=work_dir)
+        mode, masks_dir = masks_choice(masks)
+        options = ReconstructionOptions(quality=quality, max_image_size=max_image_size, masks=mode,
+                                        masks_dir=masks_dir, texture_size=texture_size, target_faces=target_faces,
+                                        formats=parse_formats(formats), work_dir=work_dir)
         if threads:
             options.num_threads = max(1, threads)
         columns = (TextColumn("{task.description:<30}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),

@@ -40,7 +40,8 @@ def _similarity(T: np.ndarray):
 
 
 def run(texture: TextureResult, dense: DenseResult, sparse: SparseResult, orientation: Orientation,
-        out_dir: Path, ctx: StageContext) -> ExportResult:
+        out_dir: Path, ctx: StageContext, formats: tuple[str, ...] = ("glb", "obj", "ply")) -> ExportResult:
+    """Write the requested formats (glb, obj, ply = the dense cloud) plus the sparse model and a preview."""
     import open3d as o3d
     import trimesh
     from PIL import Image
@@ -51,33 +52,37 @@ def run(texture: TextureResult, dense: DenseResult, sparse: SparseResult, orient
     Vo = orientation.apply(V)
     tex_bgr = cv2.imread(str(texture.texture_path), cv2.IMREAD_COLOR)
     tex_img = Image.fromarray(cv2.cvtColor(tex_bgr, cv2.COLOR_BGR2RGB))
-    ctx.report(0.05, "writing OBJ")
-    material = trimesh.visual.material.SimpleMaterial(image=tex_img, diffuse=[255, 255, 255, 255],
-                                                      ambient=[255, 255, 255, 255], specular=[0, 0, 0, 255])
-    mesh = trimesh.Trimesh(vertices=Vo, faces=F, process=False,
-                           visual=trimesh.visual.TextureVisuals(uv=UV, image=tex_img, material=material))
-    obj_text, files = trimesh.exchange.obj.export_obj(mesh, include_texture=True, include_normals=True,
-                                                      mtl_name="model.mtl", return_texture=True)
+    ctx.report(0.05, "writing " + ", ".join(formats).upper())
     outputs: dict[str, str] = {}
-    for name, data in files.items():
-        target = out_dir / name
-        target.write_bytes(data)
-        if name.lower().endswith((".png", ".jpg", ".jpeg")):
-            outputs["texture"] = str(target)
-    (out_dir / "model.obj").write_text(obj_text)
-    outputs["obj"] = str(out_dir / "model.obj")
-    outputs["mtl"] = str(out_dir / "model.mtl")
-    ctx.report(0.3, "writing GLB")
-    pbr = trimesh.visual.material.PBRMaterial(baseColorTexture=tex_img, metallicFactor=0.0, roughnessFactor=1.0)
-    glb_mesh = trimesh.Trimesh(vertices=Vo @ Z_UP_TO_Y_UP.T, faces=F, process=False,
-                               visual=trimesh.visual.TextureVisuals(uv=UV, material=pbr))
-    (out_dir / "model.glb").write_bytes(glb_mesh.export(file_type="glb"))
-    outputs["glb"] = str(out_dir / "model.glb")
-    ctx.report(0.5, "writing dense cloud")
-    pcd = o3d.io.read_point_cloud(str(dense.ply_path))
-    pcd.transform(T)
-    o3d.io.write_point_cloud(str(out_dir / "dense.ply"), pcd, write_ascii=False)
-    outputs["dense"] = str(out_dir / "dense.ply")
+    if "obj" in formats:
+        material = trimesh.visual.material.SimpleMaterial(image=tex_img, diffuse=[255, 255, 255, 255],
+                                                          ambient=[255, 255, 255, 255], specular=[0, 0, 0, 255])
+        mesh = trimesh.Trimesh(vertices=Vo, faces=F, process=False,
+                               visual=trimesh.visual.TextureVisuals(uv=UV, image=tex_img, material=material))
+        obj_text, files = trimesh.exchange.obj.export_obj(mesh, include_texture=True, include_normals=True,
+                                                          mtl_name="model.mtl", return_texture=True)
+        for name, data in files.items():
+            target = out_dir / name
+            target.write_bytes(data)
+            if name.lower().endswith((".png", ".jpg", ".jpeg")):
+                outputs["texture"] = str(target)
+        (out_dir / "model.obj").write_text(obj_text)
+        outputs["obj"] = str(out_dir / "model.obj")
+        outputs["mtl"] = str(out_dir / "model.mtl")
+    if "glb" in formats:
+        ctx.report(0.3, "writing GLB")
+        pbr = trimesh.visual.material.PBRMaterial(baseColorTexture=tex_img, metallicFactor=0.0,
+                                                  roughnessFactor=1.0)
+        glb_mesh = trimesh.Trimesh(vertices=Vo @ Z_UP_TO_Y_UP.T, faces=F, process=False,
+                                   visual=trimesh.visual.TextureVisuals(uv=UV, material=pbr))
+        (out_dir / "model.glb").write_bytes(glb_mesh.export(file_type="glb"))
+        outputs["glb"] = str(out_dir / "model.glb")
+    if "ply" in formats:
+        ctx.report(0.5, "writing dense cloud")
+        pcd = o3d.io.read_point_cloud(str(dense.ply_path))
+        pcd.transform(T)
+        o3d.io.write_point_cloud(str(out_dir / "dense.ply"), pcd, write_ascii=False)
+        outputs["dense"] = str(out_dir / "dense.ply")
     ctx.report(0.6, "writing sparse model")
     rec = sparse.load()
     rec.transform(_similarity(T))

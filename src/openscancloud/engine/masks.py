@@ -109,7 +109,11 @@ def _user_masks(ingest: IngestResult, user_dir: Path, out_dir: Path, ctx: StageC
 
 
 def run(ingest: IngestResult, ctx: StageContext, user_masks: Path | None = None,
-        detect_static: bool = True) -> MaskResult:
+        mode: str = "auto") -> MaskResult:
+    """`mode` is the user's choice: auto (detect a static rig background), off (every pixel), user (their masks)."""
+    if mode == "user" and user_masks is None:
+        raise UserInputError("masks=user needs the masks: pass a folder of NAME.png masks (white = object).")
+    detect_static = mode == "auto"
     key = {"ingest": ingest.to_dict(), "user": str(user_masks) if user_masks else None,
            "detect": detect_static}
     if (saved := load_done(ctx.work_dir, key)) is not None:

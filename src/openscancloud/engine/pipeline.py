@@ -67,15 +67,58 @@ def _default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+MASK_MODES = ("auto", "off", "user")
+EXPORT_FORMATS = ("glb", "obj", "ply")  # formats the export stage can write (besides report, preview, sparse)
+
+
 @dataclass
 class ReconstructionOptions:
     quality: str = "standard"  # preview | standard | high
     max_image_size: int | None = None  # override of the preset's working size (px, long side)
-    masks_dir: Path | None = None  # user masks: NAME.png per photo, white = object
+    masks: str = "auto"  # auto: detect a static rig background | off: use every pixel | user: the user's masks
+    masks_dir: Path | None = None  # user masks: NAME.png per photo, white = object (implies masks="user")
+    texture_size: int | None = None  # side of the texture atlas (px); None = the preset's
+    target_faces: int | None = None  # triangle budget of the mesh; None = the preset's
+    formats: tuple[str, ...] | None = None  # subset of EXPORT_FORMATS to write; None = all
     work_dir: Path | None = None  # intermediate files; default OUT/.work, removed after success
     keep_work_dir: bool = False
     num_threads: int = field(default_factory=_default_threads)
-    detect_static_background: bool = True
+
+    @property
+    def detect_static_background(self) -> bool:
+        return self.masks == "auto"
+
+    def validate(self) -> None:
+        """Turn impossible option values into one sentence each (before any work starts)."""
+        if self.masks_dir is not None:
+            self.masks = "user"
+        if self.masks not in MASK_MODES:
+            raise UserInputError(f"masks must be one of {', '.join(MASK_MODES)} (got {self.masks!r}).")
+        if self.max_image_size is not None and not 256 <= self.max_image_size <= 10000:
+            raise UserInputError("--max-image-size must be between 256 and 10000 pixels.")
+        if self.texture_size is not None and not 256 <= self.texture_size <= 16384:
+            raise UserInputError("--texture-size must be between 256 and 16384 pixels.")
+        if self.target_faces is not None and not 1000 <= self.target_faces <= 5_000_000:
+            raise UserInputError("--target-faces must be between 1,000 and 5,000,000 triangles.")
+        if self.formats is not None:
+            unknown = [f for f in self.formats if f not in EXPORT_FORMATS]
+            if unknown or not self.formats:
+                raise UserInputError(f"formats must be a non-empty list of {', '.join(EXPORT_FORMATS)} "
+                                     f"(got {', '.join(self.formats) or 'nothing'}).")
+
+
+def masks_choice(value: str | None) -> tuple[str, Path | None]:
+    """A `--masks` value: a mode (auto/off/user) or a folder of masks (→ user masks from that folder)."""
+    if value is None or value in MASK_MODES:
+        return value or "auto", None
+    return "user", Path(value)
+
+
+def parse_formats(text: str | None) -> tuple[str, ...] | None:
+    """`"glb, obj"` → ("glb", "obj"); empty or None → None (all formats)."""
+    if not text:
+        return None
+    return tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
 
 
 @dataclass
@@ -94,9 +137,10 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, options: Reconstruc
                 progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> ReconstructionResult:
     """Run every stage; return the output paths and the report. Raises UserInputError / EngineError / Cancelled."""
     options = options or ReconstructionOptions()
-    preset = get_preset(options.quality).with_max_image_size(options.max_image_size)
-    if options.max_image_size is not None and not 256 <= options.max_image_size <= 10000:
-        raise UserInputError("--max-image-size must be between 256 and 10000 pixels.")
+    options.validate()
+    preset = get_preset(options.quality).with_overrides(max_image_size=options.max_image_size,
+                                                        texture_size=options.texture_size,
+                                                        target_faces=options.target_faces)
     input_path, out_dir = Path(input_path), Path(out_dir)
     work_dir = Path(options.work_dir) if options.work_dir else out_dir / ".work"
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -139,14 +183,14 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, options: Reconstruc
         return result
 
     ingest = stage("ingest", ingest_stage.run, input_path, ctx("ingest"))
-    masks = stage("masks", masks_stage.run, ingest, ctx("masks"), options.masks_dir,
-                  options.detect_static_background)
+    masks = stage("masks", masks_stage.run, ingest, ctx("masks"), options.masks_dir, options.masks)
     sparse = stage("sparse", sparse_stage.run, ingest, masks, ctx("sparse"))
     orientation = _orientation(sparse, work_dir)
     dense = stage("dense", dense_stage.run, ingest, masks, sparse, ctx("dense"))
     mesh = stage("mesh", mesh_stage.run, dense, orientation, ctx("mesh"))
     texture = stage("texture", texture_stage.run, mesh, sparse, ingest, ctx("texture"))
-    exported = stage("export", export_stage.run, texture, dense, sparse, orientation, out_dir, ctx("export"))
+    exported = stage("export", export_stage.run, texture, dense, sparse, orientation, out_dir, ctx("export"),
+                     options.formats or EXPORT_FORMATS)
     outputs = dict(exported.outputs)
     report_path = out_dir / "report.json"
     outputs["report"] = str(report_path)

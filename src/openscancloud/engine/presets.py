@@ -31,6 +31,11 @@ class Preset:
     def with_max_image_size(self, px: int | None) -> "Preset":
         return self if not px else replace(self, max_image_size=int(px))
 
+    def with_overrides(self, **values: int | None) -> "Preset":
+        """The preset with the user's explicit choices (None = keep the preset's value)."""
+        chosen = {k: int(v) for k, v in values.items() if v is not None}
+        return replace(self, **chosen) if chosen else self
+
 
 PRESETS: dict[str, Preset] = {
     "preview": Preset(

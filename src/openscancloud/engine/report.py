@@ -99,7 +99,9 @@ def build_report(*, preset, options, ingest, masks, sparse, dense, mesh, texture
         "libraries": library_versions(),
         "preset": preset.to_dict(),
         "options": {"quality": options.quality, "max_image_size": options.max_image_size,
-                    "masks_dir": str(options.masks_dir) if options.masks_dir else None,
+                    "masks": options.masks, "masks_dir": str(options.masks_dir) if options.masks_dir else None,
+                    "texture_size": options.texture_size, "target_faces": options.target_faces,
+                    "formats": list(options.formats) if options.formats else None,
                     "num_threads": options.num_threads},
         "images": {
             "total": ingest.total_files,
