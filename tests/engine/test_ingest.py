@@ -152,3 +152,17 @@ def test_resume_skips_finished_ingest(tmp_path, make_ctx):
     second = ingest.run(src, ctx)
     assert second.to_dict() == first.to_dict()
     assert calls == []  # nothing recomputed
+
+
+def test_downscaled_photos_keep_an_upright_full_resolution_original(tmp_path, make_ctx, tiny_preset):
+    src = tmp_path / "in"
+    src.mkdir()
+    _photo(src / "rotated.jpg", size=(1200, 800), orientation=6, seed=1)  # stored landscape, shown portrait
+    _photo(src / "plain.jpg", size=(1200, 800), seed=2)
+    _photo(src / "small.jpg", size=(200, 150), seed=3)  # not downscaled: the working image is the original
+    result = ingest.run(src, make_ctx("ingest", tmp_path / "w"))
+    by_source = {v.source: v for v in result.views}
+    with Image.open(result.original_path(by_source["rotated.jpg"])) as img:
+        assert img.size == (800, 1200)
+    assert result.original_path(by_source["plain.jpg"]).read_bytes() == (src / "plain.jpg").read_bytes()
+    assert result.original_path(by_source["small.jpg"]).parent == result.images_dir

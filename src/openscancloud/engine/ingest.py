@@ -67,6 +67,20 @@ class IngestResult:
     rejected: list[dict] = field(default_factory=list)  # {"name": ..., "reason": ...}
     total_files: int = 0
 
+    @property
+    def originals_dir(self) -> Path:
+        """Upright full-resolution copies of photos that were downscaled for work (dense and texture read them)."""
+        return self.images_dir.parent / "originals"
+
+    def original_path(self, view: View) -> Path:
+        """The photo at its own resolution, upright: the kept original, or the working image when it was not
+        downscaled.  Read one at a time (never all of them at once: 300 × 16 MP is 14 GB of pixels)."""
+        original = self.originals_dir / view.name
+        return original if original.is_file() else self.images_dir / view.name
+
+    def view(self, name: str) -> View:
+        return next(v for v in self.views if v.name == name)
+
     def to_dict(self) -> dict:
         return {
             "images_dir": str(self.images_dir),
@@ -157,8 +171,11 @@ def _as_float(v) -> float | None:
     return f if math.isfinite(f) and f > 0 else None
 
 
-def _load_one(name: str, opener: Opener, max_size: int, out_dir: Path, out_name: str) -> View:
-    """Decode, rotate upright, downscale and save one photo; raise ValueError with a reason if unusable."""
+def _load_one(name: str, opener: Opener, max_size: int, out_dir: Path, out_name: str,
+              originals_dir: Path | None = None) -> View:
+    """Decode, rotate upright, downscale and save one photo; raise ValueError with a reason if unusable.
+    When the photo is downscaled and `originals_dir` is given, an upright full-resolution copy is kept there
+    (the user's own bytes when they are an upright JPEG)."""
     try:
         with opener() as fh:
             data = fh.read()
@@ -177,7 +194,8 @@ def _load_one(name: str, opener: Opener, max_size: int, out_dir: Path, out_name:
         else:
             up_w, up_h = ow, oh
         scale = min(1.0, max_size / max(up_w, up_h))
-        if fmt == "JPEG" and scale < 1.0:
+        keep_original = originals_dir is not None and scale < 1.0
+        if fmt == "JPEG" and scale < 1.0 and not keep_original:
             img.draft("RGB", (max(1, int(ow * scale)), max(1, int(oh * scale))))
         img.load()
     except UnidentifiedImageError as exc:
@@ -194,6 +212,11 @@ def _load_one(name: str, opener: Opener, max_size: int, out_dir: Path, out_name:
     if min(w, h) < MIN_SIDE:
         raise ValueError(f"is too small ({w}×{h} px)")
     tw, th = max(1, round(up_w * scale)), max(1, round(up_h * scale))
+    if keep_original:
+        if fmt == "JPEG" and mode == "RGB" and orientation == 1:
+            (originals_dir / out_name).write_bytes(data)
+        else:
+            img.save(originals_dir / out_name, quality=95, subsampling=0)
     if (w, h) != (tw, th):
         img = img.resize((tw, th), Image.Resampling.LANCZOS)
     if fmt == "JPEG" and mode == "RGB" and orientation == 1 and (w, h) == (tw, th) == (ow, oh):
@@ -235,7 +258,9 @@ def run(input_path: Path, ctx: StageContext) -> IngestResult:
     try:
         out_dir = ctx.work_dir / "images"
         out_dir.mkdir(parents=True, exist_ok=True)
-        for old in out_dir.glob("*"):
+        originals_dir = ctx.work_dir / "originals"
+        originals_dir.mkdir(parents=True, exist_ok=True)
+        for old in [*out_dir.glob("*"), *originals_dir.glob("*")]:
             old.unlink()
         rejected: list[dict] = []
         candidates = []
@@ -253,7 +278,7 @@ def run(input_path: Path, ctx: StageContext) -> IngestResult:
         def work(item):
             (name, opener), out_name = item
             try:
-                return _load_one(name, opener, max_size, out_dir, out_name)
+                return _load_one(name, opener, max_size, out_dir, out_name, originals_dir)
             except ValueError as exc:
                 return {"name": name, "reason": str(exc)}
 
