@@ -14,9 +14,11 @@ from fastapi import FastAPI
 from openscancloud import __version__
 from openscancloud.api import downloads, errors, legacy, uploads, worker_api
 from openscancloud.api.context import AppContext
+from openscancloud.api.poll import ProjectPoller
 from openscancloud.api.v1 import admin as v1_admin
 from openscancloud.api.v1 import projects as v1_projects
 from openscancloud.db.database import Database
+from openscancloud.db.poll import PollReader
 from openscancloud.db.repository import unit_of_work
 from openscancloud.domain.service import CloudService
 from openscancloud.domain.signing import Signer
@@ -38,10 +40,12 @@ def build_context(settings: Settings) -> AppContext:
     uow = unit_of_work(db)
     service = CloudService(settings=settings, uow=uow, storage=storage, secret=secret, on_event=notifier)
     queue = JobQueue(settings=settings, uow=uow, storage=storage, on_event=notifier)
-    return AppContext(
+    ctx = AppContext(
         settings=settings, db=db, storage=storage, service=service, queue=queue, signer=Signer(secret),
         notifier=notifier, maintenance=Maintenance(service, queue, exclusive=lambda: db.exclusive("maintenance")),
     )
+    ctx.poller = ProjectPoller(ctx, PollReader(settings.db_url, settings.poll_read_connections))
+    return ctx
 
 
 def create_app(settings: Settings, *, maintenance: bool = True) -> FastAPI:
@@ -59,6 +63,7 @@ def create_app(settings: Settings, *, maintenance: bool = True) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            ctx.poller.reader.dispose()
             ctx.db.dispose()
 
     app = FastAPI(

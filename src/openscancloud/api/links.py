@@ -28,12 +28,14 @@ def _epoch(dt: Any) -> int:
     return int(calendar.timegm(dt.timetuple()))
 
 
-def upload_links(base: str, signer: Signer, project: Any) -> list[str]:
+def upload_links(base: str, signer: Signer, project: Any, offset: int = 0, limit: int | None = None) -> list[str]:
+    """The signed upload link of every part (or of parts offset .. offset+limit-1)."""
     expires = _epoch(project.upload_expires_at)
     gen = project.upload_generation
+    end = project.parts if limit is None else min(project.parts, offset + limit)
     return [
         f"{base}/upload/{project.id}/{i}?g={gen}&e={expires}&s={signer.sign('upload', project.id, i, gen, expires=expires)}"
-        for i in range(project.parts)
+        for i in range(offset, end)
     ]
 
 
