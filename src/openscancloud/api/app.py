@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from openscancloud import __version__
 from openscancloud.api import downloads, errors, legacy, uploads, worker_api
 from openscancloud.api.context import AppContext
+from openscancloud.api.fastlane import PollFastLane
 from openscancloud.api.poll import ProjectPoller
 from openscancloud.api.v1 import admin as v1_admin
 from openscancloud.api.v1 import projects as v1_projects
@@ -74,6 +75,7 @@ def create_app(settings: Settings, *, maintenance: bool = True) -> FastAPI:
     )
     app.state.ctx = ctx
     errors.install(app)
+    app.add_middleware(PollFastLane, ctx=ctx)
     app.include_router(legacy.router)
     app.include_router(uploads.router)
     app.include_router(downloads.router)
@@ -88,3 +90,10 @@ def create_app(settings: Settings, *, maintenance: bool = True) -> FastAPI:
                 "status": "/status"}
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app with settings from the `OPENSCAN_*` environment, for several API processes on one port:
+    `uvicorn --factory openscancloud.api.app:app_from_environment --workers 2` (no built-in processing worker;
+    run `openscan-cloud worker` beside it)."""
+    return create_app(Settings())

@@ -74,13 +74,17 @@ class ProjectPoller:
         snap = self._snapshot(secret, name, project_id, rest)
         project = snap.project
         listed = project.parts <= self.ctx.settings.poll_parts_limit
-        uploading = project.status in ACCEPTS_UPLOADS
-        parts_rows = self.reader.parts(project.id) if listed else ()
-        offsets = self._offsets(project, parts_rows) if listed and uploading else ()
+        parts_rows: Any = None
+        offsets: tuple[int, ...] = ()
+        if listed and project.status in ACCEPTS_UPLOADS:  # partial uploads live in storage: part of the tag
+            parts_rows = self.reader.parts(project.id)
+            offsets = self._offsets(project, parts_rows)
         etag = _etag(snap, base, offsets)
         if seen is not None and _matches(etag, seen):
-            return Answer(etag, None, project.status)
-        return Answer(etag, self._render(snap, base, listed, parts_rows, offsets), project.status)
+            return Answer(etag, None, project.status)  # 304: nothing more to read or build
+        if listed and parts_rows is None:
+            parts_rows = self.reader.parts(project.id)
+        return Answer(etag, self._render(snap, base, listed, parts_rows or (), offsets), project.status)
 
     def _snapshot(self, secret: str | None, name: str | None, project_id: str | None, rest: bool) -> Snapshot:
         snap = None
