@@ -233,7 +233,7 @@ def run_load(root: Path, *, clients: int = 50, seconds: float = 20.0, uploads: i
                                     if k.startswith("OPENSCAN_")}))
     public = ctx.service.public_token()
     private, _ = ctx.service.create_token(TokenKind.PRIVATE, label="load bench", credit_gb=1000)
-    ctx.poller.reader.dispose()
+    ctx.poller.close()
     ctx.db.dispose()
     result: dict[str, Any] = {"clients": clients, "seconds": seconds, "uploads": uploads, "part_mb": part_mb,
                               "database": "PostgreSQL" if schema else "SQLite", "runs": {},

@@ -43,10 +43,10 @@ def _create(client, name: str, new_id: str, ctx, filesize: int = 10000, parts: i
          new=new_id, old=r.json()["id"], c=datetime(2026, 11, 30, 11, 0, 0), e=datetime(2026, 12, 1, 11, 0, 0))
 
 
-def poll_answers(tmp_path: Path) -> dict[str, dict[str, str]]:
+def poll_answers(tmp_path: Path, database_url: str | None = None) -> dict[str, dict[str, str]]:
     """The scenario: {state: {"legacy": body, "rest": body}} as text (UTF-8)."""
     settings = Settings(data_dir=tmp_path / "data", part_limit_bytes=4096, maintenance_interval_seconds=0,
-                        secret_key="compat-secret", private_credit_gb=5.0)
+                        secret_key="compat-secret", private_credit_gb=5.0, database_url=database_url)
     app = create_app(settings, maintenance=False)
     ctx = app.state.ctx
     ctx.service.clock = lambda: NOW
@@ -107,9 +107,12 @@ def poll_answers(tmp_path: Path) -> dict[str, dict[str, str]]:
     return answers
 
 
-def test_poll_answers_are_byte_identical_to_the_recording(tmp_path):
-    answers = poll_answers(tmp_path)
-    if os.environ.get("OPENSCAN_RECORD_POLL") == "1":
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_poll_answers_are_byte_identical_to_the_recording(tmp_path, request, database):
+    """Recorded on SQLite with the previous implementation; PostgreSQL (the other read implementation: native
+    async psycopg) must give the same bytes."""
+    answers = poll_answers(tmp_path, request.getfixturevalue("pg_url") if database == "postgresql" else None)
+    if os.environ.get("OPENSCAN_RECORD_POLL") == "1" and database == "sqlite":
         RECORDED.parent.mkdir(exist_ok=True)
         RECORDED.write_text(json.dumps(answers, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         pytest.skip("recorded the answers (OPENSCAN_RECORD_POLL=1)")

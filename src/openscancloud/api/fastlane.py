@@ -19,7 +19,7 @@ from starlette.requests import Request
 from openscancloud.api.auth import bearer
 from openscancloud.api.errors import domain_error_response, unexpected_error_response
 from openscancloud.api.legacy import check_basic_auth
-from openscancloud.api.poll import respond
+from openscancloud.api.poll import Answer
 from openscancloud.domain.errors import DomainError
 
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
@@ -40,21 +40,31 @@ class PollFastLane:
             return await self.app(scope, receive, send)
         request = Request(scope, receive)
         try:
-            response = await (self._legacy(request) if match is None else self._rest(request, match.group(1)))
+            answer = await (self._legacy(request) if match is None else self._rest(request, match.group(1)))
         except DomainError as exc:
-            response = domain_error_response(request, exc)
+            return await domain_error_response(request, exc)(scope, receive, send)
         except Exception:
-            response = unexpected_error_response(request)
-        await response(scope, receive, send)
+            return await unexpected_error_response(request)(scope, receive, send)
+        await _send_answer(send, answer)
 
     async def _legacy(self, request: Request) -> Any:
         check_basic_auth(request, self.ctx)
         params = request.query_params
-        answer = await self.ctx.poller.answer(request, params.get("token"), name=params.get("project"),
-                                              seen=request.headers.get("if-none-match"))
-        return respond(answer)
+        return await self.ctx.poller.answer(request, params.get("token"), name=params.get("project"),
+                                            seen=request.headers.get("if-none-match"))
 
     async def _rest(self, request: Request, project_id: str) -> Any:
-        answer = await self.ctx.poller.answer(request, bearer(request), project_id=project_id, rest=True,
-                                              seen=request.headers.get("if-none-match"))
-        return respond(answer)
+        return await self.ctx.poller.answer(request, bearer(request), project_id=project_id, rest=True,
+                                            seen=request.headers.get("if-none-match"))
+
+
+async def _send_answer(send: Any, answer: Answer) -> None:
+    """The ASGI messages of `poll.respond(answer)` (same status, headers and body), without a Response object."""
+    headers = [(b"etag", answer.etag.encode()), (b"cache-control", b"no-cache")]
+    if answer.body is None:
+        await send({"type": "http.response.start", "status": 304, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    headers += [(b"content-length", str(len(answer.body)).encode()), (b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})

@@ -24,6 +24,18 @@ def base_url(request: Request, settings: Settings) -> str:
     return str(request.base_url).rstrip("/")
 
 
+def fast_base_url(scope: dict, settings: Settings) -> str | None:
+    """`base_url` straight from the ASGI scope for the usual case (a Host header), without building URL objects
+    (the polling path computes it on every request); None → use `base_url`. Same string as Starlette's
+    `request.base_url` without the trailing slash."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return f"{scope['scheme']}://{value.decode('latin-1')}{scope.get('root_path', '')}".rstrip("/")
+    return None
+
+
 def _epoch(dt: Any) -> int:
     return int(calendar.timegm(dt.timetuple()))
 

@@ -18,18 +18,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 import pydantic_core
 from fastapi import Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from openscancloud.api.context import AppContext
-from openscancloud.api.links import base_url, download_link, upload_links
+from openscancloud.api.links import base_url, download_link, fast_base_url, upload_links
 from openscancloud.db.poll import PollReader, Snapshot
-from openscancloud.domain.errors import DomainError
+from openscancloud.domain.errors import DomainError, NotFound
 from openscancloud.domain.lifecycle import ACCEPTS_UPLOADS, ACTIVE_JOB, TERMINAL
 from openscancloud.domain.reporting import render_project_view
 from openscancloud.domain.tokens import TokenStatus, hash_token
@@ -52,76 +52,70 @@ class ProjectPoller:
     def __init__(self, ctx: AppContext, reader: PollReader) -> None:
         self.ctx = ctx
         self.reader = reader
-        self._gate: asyncio.Semaphore | None = None
+        # for the rare blocking steps: the domain layer's refusal path and storage offsets while uploading
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="poll")
 
-    def _semaphore(self) -> asyncio.Semaphore:
-        # At most as many reads in threads as the read pool has connections: the others wait here, in the event
-        # loop, instead of in a thread blocked on the pool.
-        if self._gate is None:
-            self._gate = asyncio.Semaphore(self.reader.pool_size)
-        return self._gate
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.reader.close()
+
+    async def _blocking(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def answer(self, request: Request, secret: str | None, *, name: str | None = None,
                      project_id: str | None = None, rest: bool = False, seen: str | None = None) -> Answer:
         """The answer for the token `secret` and its project (by legacy name or REST id); raises the domain
         layer's error when the token may not see it. `seen`: the client's If-None-Match (→ no body if equal)."""
-        base = base_url(request, self.ctx.settings)
-        async with self._semaphore():
-            return await run_in_threadpool(self._answer, base, secret, name, project_id, rest, seen)
-
-    def _answer(self, base: str, secret: str | None, name: str | None, project_id: str | None, rest: bool,
-                seen: str | None) -> Answer:
-        snap = self._snapshot(secret, name, project_id, rest)
+        base = fast_base_url(request.scope, self.ctx.settings) or base_url(request, self.ctx.settings)
+        snap = await self._snapshot(secret, name, project_id, rest)
         project = snap.project
-        listed = project.parts <= self.ctx.settings.poll_parts_limit
-        parts_rows: Any = None
         offsets: tuple[int, ...] = ()
-        if listed and project.status in ACCEPTS_UPLOADS:  # partial uploads live in storage: part of the tag
-            parts_rows = self.reader.parts(project.id)
-            offsets = self._offsets(project, parts_rows)
+        if snap.parts is not None and project.status in ACCEPTS_UPLOADS:
+            offsets = await self._blocking(self._offsets, project, snap.parts)  # partial uploads: in storage only
         etag = _etag(snap, base, offsets)
         if seen is not None and _matches(etag, seen):
             return Answer(etag, None, project.status)  # 304: nothing more to read or build
-        if listed and parts_rows is None:
-            parts_rows = self.reader.parts(project.id)
-        return Answer(etag, self._render(snap, base, listed, parts_rows or (), offsets), project.status)
+        average = None
+        if snap.job is not None and project.status in ACTIVE_JOB:
+            average = await self.reader.average_duration()
+        return Answer(etag, self._render(snap, base, offsets, average), project.status)
 
-    def _snapshot(self, secret: str | None, name: str | None, project_id: str | None, rest: bool) -> Snapshot:
+    async def _snapshot(self, secret: str | None, name: str | None, project_id: str | None, rest: bool) -> Snapshot:
         snap = None
         if secret:
-            snap = self.reader.snapshot(hash_token(secret), name=name, project_id=project_id)
+            snap = await self.reader.snapshot(hash_token(secret), name=name, project_id=project_id,
+                                              parts_limit=self.ctx.settings.poll_parts_limit)
         ordinary = (snap is not None and snap.token_status == TokenStatus.ACTIVE and snap.token_kind in USER_KINDS
                     and not (rest and snap.token_kind == "public"))
         if ordinary:
             return snap  # type: ignore[return-value]
         # The domain layer decides (and explains a refusal); what it allows is then read like any other.
-        service = self.ctx.service
-        token = service.authenticate(secret, USER_KINDS)
-        allowed = service.get_project(token, name, project_id)
-        snap = self.reader.snapshot(hash_token(secret or ""), project_id=allowed.id)
+        allowed = await self._blocking(self._authorize, secret, name, project_id)
+        snap = await self.reader.snapshot(hash_token(secret or ""), project_id=allowed.id,
+                                          parts_limit=self.ctx.settings.poll_parts_limit)
         if snap is None:  # the project vanished between the two reads
-            raise _gone()
+            raise NotFound("No project with this id.")
         return snap
+
+    def _authorize(self, secret: str | None, name: str | None, project_id: str | None) -> Any:
+        service = self.ctx.service
+        return service.get_project(service.authenticate(secret, USER_KINDS), name, project_id)
 
     def _offsets(self, project: Any, parts_rows: Any) -> tuple[int, ...]:
         """Bytes received so far of each incomplete part (resumable uploads live in storage only)."""
         done = {r.index for r in parts_rows}
         return tuple(self.ctx.storage.part_offset(project.id, i)[0] for i in range(project.parts) if i not in done)
 
-    def _render(self, snap: Snapshot, base: str, listed: bool, parts_rows: Any, offsets: tuple[int, ...]) -> bytes:
+    def _render(self, snap: Snapshot, base: str, offsets: tuple[int, ...], average: float | None) -> bytes:
         project, job = snap.project, snap.job
-        average = index = None
-        if job is not None and project.status in ACTIVE_JOB:
-            average = self.reader.average_duration()
-            if not (job.status == "running" and job.started_at):
-                index = self.reader.queue_index(job)
+        index = snap.queue_ahead if job is not None and not (job.status == "running" and job.started_at) else None
         info = render_project_view(project, job, self.ctx.service.clock(), average, index)
         signer = self.ctx.signer
         info["dlink"] = download_link(base, signer, project)
         uploading = project.status in ACCEPTS_UPLOADS
-        if listed:
+        if snap.parts is not None:
             info["ulink"] = upload_links(base, signer, project) if uploading else []
-            info["parts"] = _parts(project.parts, parts_rows, offsets)
+            info["parts"] = _parts(project.parts, snap.parts, offsets)
         else:  # bounded: the answer of a project with thousands of parts must not grow with them
             info["ulink"] = []
             info["parts"] = []
@@ -196,12 +190,6 @@ def _matches(etag: str, header: str) -> bool:
     """If-None-Match comparison (weak, as RFC 9110 asks for it: a W/ prefix does not matter; * matches)."""
     opaque = etag.removeprefix("W/")
     return any(tag == "*" or tag.removeprefix("W/") == opaque for tag in (t.strip() for t in header.split(",")))
-
-
-def _gone() -> DomainError:
-    from openscancloud.domain.errors import NotFound
-
-    return NotFound("No project with this id.")
 
 
 __all__ = ["ProjectPoller", "Answer", "respond"]
