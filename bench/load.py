@@ -195,10 +195,13 @@ async def upload_load(links: list[str], part_bytes: int) -> dict[str, Any]:
     return {"bytes": sum(sizes), "seconds": elapsed, "mb_s": sum(sizes) / 1e6 / elapsed}
 
 
-def start_api(env: dict[str, str], port: int, processes: int, log: Path) -> subprocess.Popen:
-    """`processes` API processes sharing one port (uvicorn's own process manager), no processing worker."""
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "openscancloud.api.app:app_from_environment",
+def start_api(env: dict[str, str], port: int, processes: int, log: Path, src: Path | None = None) -> subprocess.Popen:
+    """`processes` API processes sharing one port (uvicorn's own process manager), no processing worker; with
+    `src`, the server code comes from that source tree (e.g. the previous version, for a before/after ratio)."""
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "asgi_entry:app", "--app-dir", str(HERE / "scale"),
            "--host", "127.0.0.1", "--port", str(port), "--workers", str(processes), "--log-level", "warning"]
+    if src is not None:
+        env = {**env, "PYTHONPATH": os.pathsep.join([str(src), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     server = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
     if not wait_port(port, 90):
         server.kill()
@@ -208,7 +211,8 @@ def start_api(env: dict[str, str], port: int, processes: int, log: Path) -> subp
 
 
 def run_load(root: Path, *, clients: int = 50, seconds: float = 20.0, uploads: int = 10, part_mb: int = 200,
-             processes: tuple[int, ...] = (1, 2), use_postgres: bool = True, log: Any = print) -> dict[str, Any]:
+             processes: tuple[int, ...] = (1, 2), use_postgres: bool = True, compare_src: Path | None = None,
+             log: Any = print) -> dict[str, Any]:
     import httpx
     from sqlalchemy import create_engine, text
 
@@ -237,30 +241,34 @@ def run_load(root: Path, *, clients: int = 50, seconds: float = 20.0, uploads: i
     ctx.db.dispose()
     result: dict[str, Any] = {"clients": clients, "seconds": seconds, "uploads": uploads, "part_mb": part_mb,
                               "database": "PostgreSQL" if schema else "SQLite", "runs": {},
-                              "cpus": os.cpu_count()}
+                              "cpus": os.cpu_count(), "compare_src": str(compare_src) if compare_src else None}
     bearer = {"Authorization": f"Bearer {private}"}
+    configs = [("this", n) for n in processes] + ([("before", 1)] if compare_src else [])
     try:
-        for n in processes:
+        for version, n in configs:
             port = free_port()
-            server = start_api(env, port, n, root / f"api_{n}.log")
+            server = start_api(env, port, n, root / f"api_{version}_{n}.log",
+                               compare_src if version == "before" else None)
             base = f"http://127.0.0.1:{port}"
+            tag = f"{version}, {n} process(es)"
             try:
                 http = httpx.Client(base_url=base, auth=AUTH, timeout=120)
-                queued_project(http, public, f"legacy-{n}.zip")
-                rest_id = queued_project(http, private, f"rest-{n}.zip")["id"]
-                etag = http.get(f"/api/v1/projects/{rest_id}", headers=bearer, auth=None).headers["etag"]
+                queued_project(http, public, f"legacy-{version}-{n}.zip")
+                rest_id = queued_project(http, private, f"rest-{version}-{n}.zip")["id"]
+                etag = http.get(f"/api/v1/projects/{rest_id}", headers=bearer, auth=None).headers.get("etag")
                 run: dict[str, Any] = {}
                 run["legacy"] = measured(server.pid, base, "/getProjectInfo", clients, seconds, auth=AUTH,
-                                         params={"token": public, "project": f"legacy-{n}.zip"})
-                log(f"{n} process(es) getProjectInfo: {run['legacy']}")
+                                         params={"token": public, "project": f"legacy-{version}-{n}.zip"})
+                log(f"{tag} getProjectInfo: {run['legacy']}")
                 run["rest"] = measured(server.pid, base, f"/api/v1/projects/{rest_id}", clients, seconds,
                                        headers=bearer)
-                log(f"{n} process(es) GET /api/v1/projects/ID: {run['rest']}")
-                run["rest_304"] = measured(server.pid, base, f"/api/v1/projects/{rest_id}", clients, seconds,
-                                           headers={**bearer, "If-None-Match": etag}, expect=304)
-                log(f"{n} process(es) 304: {run['rest_304']}")
-                result["runs"][n] = run
-                if n == processes[0] and uploads:
+                log(f"{tag} GET /api/v1/projects/ID: {run['rest']}")
+                if etag:  # versions before the polling rewrite have no ETag
+                    run["rest_304"] = measured(server.pid, base, f"/api/v1/projects/{rest_id}", clients, seconds,
+                                               headers={**bearer, "If-None-Match": etag}, expect=304)
+                    log(f"{tag} 304: {run['rest_304']}")
+                result["runs"][f"{version}:{n}"] = run
+                if (version, n) == configs[0] and uploads:
                     upload_figures(result, root, server.pid, http, public, uploads, part_mb, log)
                 http.close()
             finally:
@@ -302,37 +310,42 @@ def _row(label: str, r: dict[str, Any]) -> str:
 
 def markdown(r: dict[str, Any]) -> str:
     runs = r["runs"]
-    rows = []
     names = {"legacy": "`getProjectInfo` (legacy, public token)", "rest": "`GET /api/v1/projects/{id}` (private token)",
              "rest_304": "the same with `If-None-Match` → 304"}
-    for n, run in runs.items():
-        for key, label in names.items():
-            rows.append(_row(f"{label}, {n} process{'es' if int(n) > 1 else ''}", run[key]))
+    rows = []
+    for key, run in runs.items():
+        version, n = key.split(":")
+        who = f"{n} process{'es' if int(n) > 1 else ''}" + (", **previous version**" if version == "before" else "")
+        rows += [_row(f"{label}, {who}", run[k]) for k, label in names.items() if k in run]
     lines = [f"""
-`.venv/bin/python bench/load.py` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. API processes started as
-`uvicorn --factory openscancloud.api.app:app_from_environment --workers N` ({r['database']}, local-disk storage) on
-127.0.0.1; the load generator (httpx, asyncio, {r['clients']} concurrent clients, {r['seconds']:.0f} s per line)
-runs on the same {r['cpus']} cores, shared with other work (the load average before → after each line shows how
-much). The polled project is queued (its answer includes the ETA from its queue position). **CPU/request** is
-the user + system time of the API process tree divided by the answers: the figure that does not depend on what
-else runs on the machine.
+`.venv/bin/python bench/load.py{' --compare-src OLD/src' if r.get('compare_src') else ''}` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.
+API processes started as `uvicorn --factory ... --workers N` ({r['database']}, local-disk storage) on 127.0.0.1;
+the load generator (httpx, asyncio, {r['clients']} concurrent clients, {r['seconds']:.0f} s per line) runs on the
+same {r['cpus']} cores, shared with other work (the load average before → after each line shows how much). The
+polled project is queued (its answer includes the ETA from its queue position). **CPU/request** is the user +
+system time of the API process tree divided by the answers: the figure that depends least on what else runs.
 
 | endpoint, processes | throughput | p50 / p99 | CPU/request | errors / answers | load avg |
 |---|---|---|---|---|---|
-""" + "\n".join(rows)]
-    keys = sorted(runs, key=int)
-    if len(keys) >= 2:
-        one, two = runs[keys[0]], runs[keys[-1]]
-        lines.append(f"\nScaling {keys[0]} → {keys[-1]} processes: `getProjectInfo` "
-                     f"{two['legacy']['rps'] / one['legacy']['rps']:.2f}×, REST "
-                     f"{two['rest']['rps'] / one['rest']['rps']:.2f}×, 304 {two['rest_304']['rps'] / one['rest_304']['rps']:.2f}× "
-                     f"(the load generator shares the same {r['cpus']} cores).\n")
+""" + "\n".join(rows) + "\n"]
+    one, two, before = runs.get("this:1"), runs.get("this:2"), runs.get("before:1")
+    if one and two:
+        lines.append(f"\nScaling 1 → 2 processes: `getProjectInfo` {two['legacy']['rps'] / one['legacy']['rps']:.2f}×, "
+                     f"REST {two['rest']['rps'] / one['rest']['rps']:.2f}×, 304 "
+                     f"{two['rest_304']['rps'] / one['rest_304']['rps']:.2f}× (the load generator shares the cores).\n")
+    if one and before:
+        lines.append(f"\nBefore → after (1 process, same run): `getProjectInfo` CPU/request "
+                     f"{before['legacy']['server_cpu_ms_per_request']:.2f} → {one['legacy']['server_cpu_ms_per_request']:.2f} ms "
+                     f"(**{before['legacy']['server_cpu_ms_per_request'] / one['legacy']['server_cpu_ms_per_request']:.1f}× cheaper**), "
+                     f"throughput {one['legacy']['rps'] / before['legacy']['rps']:.1f}×; REST CPU/request "
+                     f"{before['rest']['server_cpu_ms_per_request']:.2f} → {one['rest']['server_cpu_ms_per_request']:.2f} ms "
+                     f"({before['rest']['server_cpu_ms_per_request'] / one['rest']['server_cpu_ms_per_request']:.1f}×).\n")
     if "upload" in r:
         u = r["upload"]
         lines.append(f"""
-| upload test | result |
+| upload test (1 process) | result |
 |---|---|
-| {r['uploads']} concurrent {r['part_mb']} MB part uploads (raw POST, streamed to disk + sha256), 1 process | **{u['mb_s']:.0f} MB/s** total ({u['bytes'] / 1e9:.1f} GB in {u['seconds']:.1f} s) |
+| {r['uploads']} concurrent {r['part_mb']} MB part uploads (raw POST, streamed to disk + sha256) | **{u['mb_s']:.0f} MB/s** total ({u['bytes'] / 1e9:.1f} GB in {u['seconds']:.1f} s) |
 | `dd if=/dev/zero bs=1M` to the same disk, same run: without / with `conv=fdatasync` | {r['dd_cached_mb_s']:.0f} / {r['dd_mb_s']:.0f} MB/s → the uploads reach {100 * u['mb_s'] / r['dd_cached_mb_s']:.0f} % of `dd` into the page cache (parts are written like that: not fsync'ed) and **{100 * u['mb_s'] / r['dd_mb_s']:.0f} %** of the flushed rate |
 | API process RSS: before → peak during the uploads → after | {r['rss_before_mb']:.0f} → **{r['rss_peak_mb']:.0f}** → {r['rss_after_mb']:.0f} MB (flat: {r['uploads']} × {r['part_mb']} MB = {r['uploads'] * r['part_mb']} MB never held in memory) |
 """)
@@ -347,13 +360,16 @@ def main() -> None:
     ap.add_argument("--part-mb", type=int, default=200)
     ap.add_argument("--processes", default="1,2", help="API process counts to measure, e.g. 1,2")
     ap.add_argument("--sqlite", action="store_true", help="use SQLite instead of PostgreSQL")
+    ap.add_argument("--compare-src", type=Path, help="also measure one process of the server code in this source "
+                    "tree (e.g. `git archive <commit> src | tar -x -C DIR` → DIR/src): before/after in one run")
     ap.add_argument("--root", type=Path, default=REPO / "bench" / "out" / "load")
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     shutil.rmtree(args.root, ignore_errors=True)
     r = run_load(args.root, clients=args.clients, seconds=args.seconds, uploads=args.uploads, part_mb=args.part_mb,
-                 processes=tuple(int(x) for x in args.processes.split(",")), use_postgres=not args.sqlite)
+                 processes=tuple(int(x) for x in args.processes.split(",")), use_postgres=not args.sqlite,
+                 compare_src=args.compare_src)
     print(json.dumps(r, indent=1))
     if args.json:
         args.json.write_text(json.dumps(r, indent=1))
