@@ -1,13 +1,19 @@
-"""Load test of one API process (`openscan-cloud serve --workers 0`, PostgreSQL, local disk storage):
+"""Load test of the API (PostgreSQL, local disk storage), the way clients use it:
 
-1. `getProjectInfo` from 50 concurrent clients for a fixed time → requests/s, p50/p99 latency;
-2. 10 concurrent uploads of a 200 MB part each (the default part limit) → MB/s, against the disk's own write
+1. the polled endpoints, each from 50 concurrent clients for a fixed time → requests/s, p50/p99 latency and the
+   **server CPU per request** (user + system time of the API process tree ÷ requests answered):
+   `getProjectInfo` (legacy, public token), `GET /api/v1/projects/{id}` (REST, private token) and the same with
+   `If-None-Match` (the 304 revalidation); the polled project is queued (as while waiting for a worker), so every
+   answer includes the ETA with its queue position;
+2. the same with two API processes on one port (`uvicorn --factory ... --workers 2`) → scaling factor;
+3. 10 concurrent uploads of a 200 MB part each (the default part limit) → MB/s, against the disk's own write
    speed measured with `dd` in the same run, and the API process's RSS sampled every 50 ms (it must stay flat:
    parts are streamed to disk, never held in memory).
 
+The machine's load average is recorded around every measurement (other work shares the cores).
 Writes the figures to docs/benchmarks.md (`## Scale-out` → `### Load`).
 
-    .venv/bin/python bench/load.py                  # 50 clients × 20 s, 10 × 200 MB
+    .venv/bin/python bench/load.py                  # 50 clients × 20 s per endpoint, 1 and 2 processes, uploads
     .venv/bin/python bench/load.py --seconds 5 --uploads 4 --part-mb 50 --no-write
 """
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import re
@@ -24,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +40,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE / "scale"))
 
 from report import update_block  # noqa: E402
-from stack import PG_BASE, free_port, postgres_reachable  # noqa: E402
+from stack import PG_BASE, free_port, postgres_reachable, wait_port  # noqa: E402
 
 AUTH = ("openscan", "free")
 
@@ -82,20 +90,23 @@ def dd_speed(directory: Path, megabytes: int, sync: bool = True) -> float:
     return megabytes * 1.048576 / seconds
 
 
-async def info_load(base: str, token: str, project: str, clients: int, seconds: float) -> dict[str, Any]:
+async def poll_load(base: str, path: str, clients: int, seconds: float, *, params: dict | None = None,
+                    headers: dict | None = None, auth: Any = None, expect: int = 200) -> dict[str, Any]:
+    """`clients` loops each sending GET `path` back to back for `seconds`; answers other than `expect` count
+    as errors."""
     import httpx
 
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, auth=AUTH, limits=limits, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=base, auth=auth, limits=limits, timeout=60) as http:
         async def one_client() -> None:
             nonlocal errors
             while time.perf_counter() < stop_at:
                 t = time.perf_counter()
-                r = await http.get("/getProjectInfo", params={"token": token, "project": project})
-                if r.status_code == 200:
+                r = await http.get(path, params=params, headers=headers)
+                if r.status_code == expect:
                     latencies.append(time.perf_counter() - t)
                 else:
                     errors += 1
@@ -106,9 +117,57 @@ async def info_load(base: str, token: str, project: str, clients: int, seconds: 
     latencies.sort()
     return {
         "requests": len(latencies), "errors": errors, "rps": len(latencies) / elapsed,
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+        "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
     }
+
+
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (uvicorn's worker processes)."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def measured(pid: int, base: str, path: str, clients: int, seconds: float, **kw: Any) -> dict[str, Any]:
+    """One poll measurement with the server's CPU per answered request and the load average around it."""
+    asyncio.run(poll_load(base, path, 5, 1.0, **kw))  # warm-up: connections, caches
+    load_before, cpu = load_average(), tree_cpu(pid)
+    result = asyncio.run(poll_load(base, path, clients, seconds, **kw))
+    used = tree_cpu(pid) - cpu
+    result["server_cpu_ms_per_request"] = 1000 * used / max(1, result["requests"])
+    result["load_before"], result["load_after"] = load_before, load_average()
+    return result
+
+
+def tiny_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(3):
+            zf.writestr(f"photo_{i}.jpg", os.urandom(2000))
+    return buf.getvalue()
+
+
+def queued_project(http: Any, token: str, name: str) -> dict[str, Any]:
+    """createProject + upload + startProject through the legacy protocol: a project waiting in the queue."""
+    data = tiny_zip()
+    created = http.get("/createProject", params=dict(token=token, project=name, photos=3, parts=1,
+                                                     filesize=len(data))).json()
+    http.post(created["ulink"][0], content=data).raise_for_status()
+    http.get("/startProject", params=dict(token=token, project=name)).raise_for_status()
+    return http.get("/getProjectInfo", params=dict(token=token, project=name)).json()
 
 
 async def upload_load(links: list[str], part_bytes: int) -> dict[str, Any]:
@@ -136,10 +195,30 @@ async def upload_load(links: list[str], part_bytes: int) -> dict[str, Any]:
     return {"bytes": sum(sizes), "seconds": elapsed, "mb_s": sum(sizes) / 1e6 / elapsed}
 
 
+def start_api(env: dict[str, str], port: int, processes: int, log: Path, src: Path | None = None) -> subprocess.Popen:
+    """`processes` API processes sharing one port (uvicorn's own process manager), no processing worker; with
+    `src`, the server code comes from that source tree (e.g. the previous version, for a before/after ratio)."""
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "asgi_entry:app", "--app-dir", str(HERE / "scale"),
+           "--host", "127.0.0.1", "--port", str(port), "--workers", str(processes), "--log-level", "warning"]
+    if src is not None:
+        env = {**env, "PYTHONPATH": os.pathsep.join([str(src), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    server = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    if not wait_port(port, 90):
+        server.kill()
+        raise RuntimeError(f"the API did not start; see {log}")
+    time.sleep(2.0 if processes > 1 else 0.2)  # uvicorn's workers import and bind after the port opens
+    return server
+
+
 def run_load(root: Path, *, clients: int = 50, seconds: float = 20.0, uploads: int = 10, part_mb: int = 200,
-             use_postgres: bool = True, log: Any = print) -> dict[str, Any]:
+             processes: tuple[int, ...] = (1, 2), use_postgres: bool = True, compare_src: Path | None = None,
+             log: Any = print) -> dict[str, Any]:
     import httpx
     from sqlalchemy import create_engine, text
+
+    from openscancloud.api.app import build_context
+    from openscancloud.domain.tokens import TokenKind
+    from openscancloud.settings import Settings
 
     root.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENSCAN_")}
@@ -152,48 +231,50 @@ def run_load(root: Path, *, clients: int = 50, seconds: float = 20.0, uploads: i
         env["OPENSCAN_DATABASE_URL"] = f"{PG_BASE}?options=-csearch_path%3D{schema}"
     part_bytes = part_mb * 1_000_000
     env.update({"PYTHONUNBUFFERED": "1", "OPENSCAN_PART_LIMIT_BYTES": str(max(part_bytes, 200_000_000)),
-                "OPENSCAN_PUBLIC_DAILY_CREDIT_GB": "1000", "OPENSCAN_PUBLIC_LIMIT_FILESIZE": str(10**12)})
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "openscancloud.service_cli", "serve", "--host", "127.0.0.1",
-                               "--port", str(port), "--workers", "0", "--data-dir", str(root / "data")],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    token = None
-    for line in server.stdout:  # type: ignore[union-attr]
-        if line.startswith("public token: "):
-            token = line.split(": ", 1)[1].strip()
-            break
-    base = f"http://127.0.0.1:{port}"
+                "OPENSCAN_DATA_DIR": str(root / "data"), "OPENSCAN_PUBLIC_DAILY_CREDIT_GB": "1000",
+                "OPENSCAN_PUBLIC_LIMIT_FILESIZE": str(10**12), "OPENSCAN_PRIVATE_LIMIT_FILESIZE": str(10**12)})
+    ctx = build_context(Settings(**{k.removeprefix("OPENSCAN_").lower(): v for k, v in env.items()
+                                    if k.startswith("OPENSCAN_")}))
+    public = ctx.service.public_token()
+    private, _ = ctx.service.create_token(TokenKind.PRIVATE, label="load bench", credit_gb=1000)
+    ctx.poller.close()
+    ctx.db.dispose()
     result: dict[str, Any] = {"clients": clients, "seconds": seconds, "uploads": uploads, "part_mb": part_mb,
-                              "database": "PostgreSQL 15" if schema else "SQLite"}
+                              "database": "PostgreSQL" if schema else "SQLite", "runs": {},
+                              "cpus": os.cpu_count(), "compare_src": str(compare_src) if compare_src else None}
+    bearer = {"Authorization": f"Bearer {private}"}
+    configs = [("this", n) for n in processes] + ([("before", 1)] if compare_src else [])
     try:
-        http = httpx.Client(base_url=base, auth=AUTH, timeout=60)
-        # 1) getProjectInfo under 50 concurrent clients
-        http.get("/createProject", params=dict(token=token, project="info.zip", photos=10, parts=2, filesize=1000))
-        asyncio.run(info_load(base, token, "info.zip", 5, 2.0))  # warm-up
-        import psutil
-
-        cpu = psutil.Process(server.pid).cpu_times()
-        result["info"] = asyncio.run(info_load(base, token, "info.zip", clients, seconds))
-        used = sum(psutil.Process(server.pid).cpu_times()[:2]) - sum(cpu[:2])
-        result["info"]["server_cpu_ms_per_request"] = 1000 * used / max(1, result["info"]["requests"])
-        log(f"getProjectInfo: {result['info']}")
-        # 2) dd, then 10 concurrent 200 MB parts while sampling the server's RSS
-        result["dd_mb_s"] = dd_speed(root / "data", uploads * part_mb // 2)
-        result["dd_cached_mb_s"] = dd_speed(root / "data", uploads * part_mb // 2, sync=False)
-        log(f"dd: {result['dd_mb_s']:.0f} MB/s flushed, {result['dd_cached_mb_s']:.0f} MB/s page cache")
-        created = http.get("/createProject", params=dict(token=token, project="big.zip", photos=10, parts=uploads,
-                                                         filesize=uploads * part_bytes)).json()
-        sampler = RssSampler(server.pid)
-        result["rss_before_mb"] = sampler.rss() / 2**20
-        sampler.start()
-        result["upload"] = asyncio.run(upload_load(created["ulink"], part_bytes))
-        result["rss_peak_mb"] = sampler.stop() / 2**20
-        result["rss_after_mb"] = RssSampler(server.pid).rss() / 2**20
-        log(f"uploads: {result['upload']}, RSS {result['rss_before_mb']:.0f} → peak {result['rss_peak_mb']:.0f} MB")
-        http.close()
+        for version, n in configs:
+            port = free_port()
+            server = start_api(env, port, n, root / f"api_{version}_{n}.log",
+                               compare_src if version == "before" else None)
+            base = f"http://127.0.0.1:{port}"
+            tag = f"{version}, {n} process(es)"
+            try:
+                http = httpx.Client(base_url=base, auth=AUTH, timeout=120)
+                queued_project(http, public, f"legacy-{version}-{n}.zip")
+                rest_id = queued_project(http, private, f"rest-{version}-{n}.zip")["id"]
+                etag = http.get(f"/api/v1/projects/{rest_id}", headers=bearer, auth=None).headers.get("etag")
+                run: dict[str, Any] = {}
+                run["legacy"] = measured(server.pid, base, "/getProjectInfo", clients, seconds, auth=AUTH,
+                                         params={"token": public, "project": f"legacy-{version}-{n}.zip"})
+                log(f"{tag} getProjectInfo: {run['legacy']}")
+                run["rest"] = measured(server.pid, base, f"/api/v1/projects/{rest_id}", clients, seconds,
+                                       headers=bearer)
+                log(f"{tag} GET /api/v1/projects/ID: {run['rest']}")
+                if etag:  # versions before the polling rewrite have no ETag
+                    run["rest_304"] = measured(server.pid, base, f"/api/v1/projects/{rest_id}", clients, seconds,
+                                               headers={**bearer, "If-None-Match": etag}, expect=304)
+                    log(f"{tag} 304: {run['rest_304']}")
+                result["runs"][f"{version}:{n}"] = run
+                if (version, n) == configs[0] and uploads:
+                    upload_figures(result, root, server.pid, http, public, uploads, part_mb, log)
+                http.close()
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         shutil.rmtree(root / "data" / "storage", ignore_errors=True)
         if schema:
             with engine.begin() as conn:
@@ -202,36 +283,96 @@ def run_load(root: Path, *, clients: int = 50, seconds: float = 20.0, uploads: i
     return result
 
 
-def markdown(r: dict[str, Any]) -> str:
-    i, u = r["info"], r["upload"]
-    return f"""
-`.venv/bin/python bench/load.py` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. One API process
-(`openscan-cloud serve --workers 0`, uvicorn, {r['database']}, local-disk storage) on 127.0.0.1; the load
-generator (httpx, asyncio) runs on the same 2 cores, shared with other work.
+def upload_figures(result: dict[str, Any], root: Path, pid: int, http: Any, token: str, uploads: int,
+                   part_mb: int, log: Any) -> None:
+    """dd, then `uploads` concurrent parts of `part_mb` MB while sampling the API's RSS."""
+    part_bytes = part_mb * 1_000_000
+    result["dd_mb_s"] = dd_speed(root / "data", uploads * part_mb // 2)
+    result["dd_cached_mb_s"] = dd_speed(root / "data", uploads * part_mb // 2, sync=False)
+    log(f"dd: {result['dd_mb_s']:.0f} MB/s flushed, {result['dd_cached_mb_s']:.0f} MB/s page cache")
+    created = http.get("/createProject", params=dict(token=token, project="big.zip", photos=10, parts=uploads,
+                                                     filesize=uploads * part_bytes)).json()
+    sampler = RssSampler(pid)
+    result["rss_before_mb"] = sampler.rss() / 2**20
+    sampler.start()
+    result["load_before_upload"] = load_average()
+    result["upload"] = asyncio.run(upload_load(created["ulink"], part_bytes))
+    result["rss_peak_mb"] = sampler.stop() / 2**20
+    result["rss_after_mb"] = RssSampler(pid).rss() / 2**20
+    log(f"uploads: {result['upload']}, RSS {result['rss_before_mb']:.0f} → peak {result['rss_peak_mb']:.0f} MB")
 
-| test | result |
+
+def _row(label: str, r: dict[str, Any]) -> str:
+    return (f"| {label} | **{r['rps']:.0f} req/s** | {r['p50_ms']:.0f} / {r['p99_ms']:.0f} ms | "
+            f"**{r['server_cpu_ms_per_request']:.2f} ms** | {r['errors']} / {r['requests']} | "
+            f"{r['load_before']:.1f} → {r['load_after']:.1f} |")
+
+
+def markdown(r: dict[str, Any]) -> str:
+    runs = r["runs"]
+    names = {"legacy": "`getProjectInfo` (legacy, public token)", "rest": "`GET /api/v1/projects/{id}` (private token)",
+             "rest_304": "the same with `If-None-Match` → 304"}
+    rows = []
+    for key, run in runs.items():
+        version, n = key.split(":")
+        who = f"{n} process{'es' if int(n) > 1 else ''}" + (", **previous version**" if version == "before" else "")
+        rows += [_row(f"{label}, {who}", run[k]) for k, label in names.items() if k in run]
+    lines = [f"""
+`.venv/bin/python bench/load.py{' --compare-src OLD/src' if r.get('compare_src') else ''}` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.
+API processes started as `uvicorn --factory ... --workers N` ({r['database']}, local-disk storage) on 127.0.0.1;
+the load generator (httpx, asyncio, {r['clients']} concurrent clients, {r['seconds']:.0f} s per line) runs on the
+same {r['cpus']} cores, shared with other work (the load average before → after each line shows how much). The
+polled project is queued (its answer includes the ETA from its queue position). **CPU/request** is the user +
+system time of the API process tree divided by the answers: the figure that depends least on what else runs.
+
+| endpoint, processes | throughput | p50 / p99 | CPU/request | errors / answers | load avg |
+|---|---|---|---|---|---|
+""" + "\n".join(rows) + "\n"]
+    one, two, before = runs.get("this:1"), runs.get("this:2"), runs.get("before:1")
+    if one and two:
+        lines.append(f"\nScaling 1 → 2 processes: `getProjectInfo` {two['legacy']['rps'] / one['legacy']['rps']:.2f}×, "
+                     f"REST {two['rest']['rps'] / one['rest']['rps']:.2f}×, 304 "
+                     f"{two['rest_304']['rps'] / one['rest_304']['rps']:.2f}× (the load generator shares the cores).\n")
+    if one and before:
+        lines.append(f"\nBefore → after (1 process, same run): `getProjectInfo` CPU/request "
+                     f"{before['legacy']['server_cpu_ms_per_request']:.2f} → {one['legacy']['server_cpu_ms_per_request']:.2f} ms "
+                     f"(**{before['legacy']['server_cpu_ms_per_request'] / one['legacy']['server_cpu_ms_per_request']:.1f}× cheaper**), "
+                     f"throughput {one['legacy']['rps'] / before['legacy']['rps']:.1f}×; REST CPU/request "
+                     f"{before['rest']['server_cpu_ms_per_request']:.2f} → {one['rest']['server_cpu_ms_per_request']:.2f} ms "
+                     f"({before['rest']['server_cpu_ms_per_request'] / one['rest']['server_cpu_ms_per_request']:.1f}×).\n")
+    if "upload" in r:
+        u = r["upload"]
+        lines.append(f"""
+| upload test (1 process) | result |
 |---|---|
-| `getProjectInfo`, {r['clients']} concurrent clients, {r['seconds']:.0f} s | **{i['rps']:.0f} req/s**, p50 {i['p50_ms']:.0f} ms, p99 {i['p99_ms']:.0f} ms, {i['errors']} errors ({i['requests']} requests); the API process used {i['server_cpu_ms_per_request']:.1f} ms CPU per request (≈ {1000 / i['server_cpu_ms_per_request']:.0f} req/s per free core) |
 | {r['uploads']} concurrent {r['part_mb']} MB part uploads (raw POST, streamed to disk + sha256) | **{u['mb_s']:.0f} MB/s** total ({u['bytes'] / 1e9:.1f} GB in {u['seconds']:.1f} s) |
-| `dd if=/dev/zero bs=1M` to the same disk, same run: without / with `conv=fdatasync` | {r['dd_cached_mb_s']:.0f} / {r['dd_mb_s']:.0f} MB/s → the uploads reach {100 * u['mb_s'] / r['dd_cached_mb_s']:.0f} % of `dd` into the page cache (parts are written like that: not fsync'ed) and {100 * u['mb_s'] / r['dd_mb_s']:.0f} % of the flushed rate |
+| `dd if=/dev/zero bs=1M` to the same disk, same run: without / with `conv=fdatasync` | {r['dd_cached_mb_s']:.0f} / {r['dd_mb_s']:.0f} MB/s → the uploads reach {100 * u['mb_s'] / r['dd_cached_mb_s']:.0f} % of `dd` into the page cache (parts are written like that: not fsync'ed) and **{100 * u['mb_s'] / r['dd_mb_s']:.0f} %** of the flushed rate |
 | API process RSS: before → peak during the uploads → after | {r['rss_before_mb']:.0f} → **{r['rss_peak_mb']:.0f}** → {r['rss_after_mb']:.0f} MB (flat: {r['uploads']} × {r['part_mb']} MB = {r['uploads'] * r['part_mb']} MB never held in memory) |
-"""
+""")
+    return "".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--uploads", type=int, default=10)
+    ap.add_argument("--uploads", type=int, default=10, help="0: skip the upload test")
     ap.add_argument("--part-mb", type=int, default=200)
+    ap.add_argument("--processes", default="1,2", help="API process counts to measure, e.g. 1,2")
     ap.add_argument("--sqlite", action="store_true", help="use SQLite instead of PostgreSQL")
+    ap.add_argument("--compare-src", type=Path, help="also measure one process of the server code in this source "
+                    "tree (e.g. `git archive <commit> src | tar -x -C DIR` → DIR/src): before/after in one run")
     ap.add_argument("--root", type=Path, default=REPO / "bench" / "out" / "load")
+    ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     shutil.rmtree(args.root, ignore_errors=True)
     r = run_load(args.root, clients=args.clients, seconds=args.seconds, uploads=args.uploads, part_mb=args.part_mb,
-                 use_postgres=not args.sqlite)
+                 processes=tuple(int(x) for x in args.processes.split(",")), use_postgres=not args.sqlite,
+                 compare_src=args.compare_src)
     print(json.dumps(r, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=1))
     if not args.no_write:
         update_block(REPO / "docs" / "benchmarks.md", "### Load (`bench/load.py`)", markdown(r))
         print("figures written to docs/benchmarks.md")

@@ -100,6 +100,18 @@ class Settings(BaseSettings):
     webhook_attempts: int = 4
     webhook_backoff_seconds: float = 2.0
 
+    # --- polling path --------------------------------------------------------------------------------------
+    poll_parts_limit: int = Field(
+        default=1000, ge=1, description="projects with more parts than this list no upload links or parts in "
+        "getProjectInfo / GET /api/v1/projects/{id} (page them with GET /api/v1/projects/{id}/parts)",
+    )
+    poll_read_connections: int = Field(default=8, ge=1, le=64,
+                                       description="database connections of the polling path per process")
+    events_interval_seconds: float = Field(default=1.0, gt=0,
+                                           description="how often a progress stream looks for a change")
+    events_keepalive_seconds: float = Field(default=15.0, gt=0,
+                                            description="a ': keep-alive' comment after this much silence")
+
     # ------------------------------------------------------------------------------------------------------
     @property
     def db_url(self) -> str:

@@ -14,9 +14,12 @@ from fastapi import FastAPI
 from openscancloud import __version__
 from openscancloud.api import downloads, errors, legacy, uploads, worker_api
 from openscancloud.api.context import AppContext
+from openscancloud.api.fastlane import PollFastLane
+from openscancloud.api.poll import ProjectPoller
 from openscancloud.api.v1 import admin as v1_admin
 from openscancloud.api.v1 import projects as v1_projects
 from openscancloud.db.database import Database
+from openscancloud.db.poll import make_reader
 from openscancloud.db.repository import unit_of_work
 from openscancloud.domain.service import CloudService
 from openscancloud.domain.signing import Signer
@@ -25,6 +28,19 @@ from openscancloud.jobs.queue import JobQueue
 from openscancloud.notify.notifier import Notifier
 from openscancloud.settings import Settings
 from openscancloud.storage import make_storage
+
+
+class OpenScanCloudApp(FastAPI):
+    """FastAPI with the polling fast lane (`api.fastlane`) in front of its middleware chain and router: the two
+    polled GETs are answered before any of it runs; everything else takes the usual way."""
+
+    fast_lane: PollFastLane | None = None
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if self.fast_lane is not None:
+            await self.fast_lane(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def build_context(settings: Settings) -> AppContext:
@@ -38,10 +54,12 @@ def build_context(settings: Settings) -> AppContext:
     uow = unit_of_work(db)
     service = CloudService(settings=settings, uow=uow, storage=storage, secret=secret, on_event=notifier)
     queue = JobQueue(settings=settings, uow=uow, storage=storage, on_event=notifier)
-    return AppContext(
+    ctx = AppContext(
         settings=settings, db=db, storage=storage, service=service, queue=queue, signer=Signer(secret),
         notifier=notifier, maintenance=Maintenance(service, queue, exclusive=lambda: db.exclusive("maintenance")),
     )
+    ctx.poller = ProjectPoller(ctx, make_reader(settings.db_url, settings.poll_read_connections))
+    return ctx
 
 
 def create_app(settings: Settings, *, maintenance: bool = True) -> FastAPI:
@@ -59,15 +77,17 @@ def create_app(settings: Settings, *, maintenance: bool = True) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            ctx.poller.close()
             ctx.db.dispose()
 
-    app = FastAPI(
+    app = OpenScanCloudApp(
         title="OpenScan Cloud",
         version=__version__,
         description="Photos in, textured 3D model out. Legacy OpenScan Cloud protocol + REST API v1.",
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.fast_lane = PollFastLane(super(OpenScanCloudApp, app).__call__, ctx)
     errors.install(app)
     app.include_router(legacy.router)
     app.include_router(uploads.router)
@@ -83,3 +103,10 @@ def create_app(settings: Settings, *, maintenance: bool = True) -> FastAPI:
                 "status": "/status"}
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app with settings from the `OPENSCAN_*` environment, for several API processes on one port:
+    `uvicorn --factory openscancloud.api.app:app_from_environment --workers 2` (no built-in processing worker;
+    run `openscan-cloud worker` beside it)."""
+    return create_app(Settings())

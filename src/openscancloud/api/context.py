@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 
@@ -26,6 +27,7 @@ class AppContext:
     signer: Signer
     notifier: Notifier
     maintenance: Maintenance
+    poller: Any = None  # api.poll.ProjectPoller (built by create_app's build_context)
 
 
 def get_ctx(request: Request) -> AppContext:

@@ -31,11 +31,20 @@ def error_response(request: Request, status: int, code: str, message: str, extra
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def domain_error_response(request: Request, exc: DomainError) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Basic realm="OpenScan Cloud"'} if exc.code == "wrong_basic_auth" else None
+    return error_response(request, exc.status, exc.code, exc.message, exc.extra, headers=headers)
+
+
+def unexpected_error_response(request: Request) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(request, 500, "internal_error", "Something went wrong on the server; please try again later.")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError):  # type: ignore[no-untyped-def]
-        headers = {"WWW-Authenticate": 'Basic realm="OpenScan Cloud"'} if exc.code == "wrong_basic_auth" else None
-        return error_response(request, exc.status, exc.code, exc.message, exc.extra, headers=headers)
+        return domain_error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):  # type: ignore[no-untyped-def]
@@ -47,9 +56,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):  # type: ignore[no-untyped-def]
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(request, 500, "internal_error",
-                              "Something went wrong on the server; please try again later.")
+        return unexpected_error_response(request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):  # type: ignore[no-untyped-def]

@@ -12,11 +12,13 @@ import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import Response
 from fastapi.concurrency import run_in_threadpool
 
 from openscancloud import __version__
 from openscancloud.api.context import AppContext, client_ip, get_ctx
 from openscancloud.api.links import base_url, download_link, upload_links
+from openscancloud.api.poll import respond
 from openscancloud.domain.errors import DomainError, InvalidInput, Unavailable
 from openscancloud.domain.lifecycle import ACCEPTS_UPLOADS
 from openscancloud.domain.service import TokenView
@@ -126,16 +128,13 @@ async def start_project(request: Request) -> dict[str, Any]:
 
 
 @router.api_route("/getProjectInfo", methods=LEGACY)
-async def get_project_info(request: Request) -> dict[str, Any]:
+async def get_project_info(request: Request) -> Response:
+    """The most frequent call (every client polls it): served by the polling path (`api.poll`), which also
+    answers 304 to a matching If-None-Match."""
     ctx, params = await _prepare(request)
-
-    def read() -> dict[str, Any]:  # the most frequent call (clients poll it): one transaction, one thread hop
-        with ctx.service.uow():
-            token = ctx.service.authenticate(params.get("token"), ("public", "private", "admin"))
-            project = ctx.service.get_project(token, params.get("project"))
-            return project_info(ctx, request, project)
-
-    return await run_in_threadpool(read)
+    answer = await ctx.poller.answer(request, params.get("token"), name=params.get("project"),
+                                     seen=request.headers.get("if-none-match"))
+    return respond(answer)
 
 
 @router.api_route("/resetProject", methods=LEGACY)

@@ -24,16 +24,30 @@ def base_url(request: Request, settings: Settings) -> str:
     return str(request.base_url).rstrip("/")
 
 
+def fast_base_url(scope: dict, settings: Settings) -> str | None:
+    """`base_url` straight from the ASGI scope for the usual case (a Host header), without building URL objects
+    (the polling path computes it on every request); None → use `base_url`. Same string as Starlette's
+    `request.base_url` without the trailing slash."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return f"{scope['scheme']}://{value.decode('latin-1')}{scope.get('root_path', '')}".rstrip("/")
+    return None
+
+
 def _epoch(dt: Any) -> int:
     return int(calendar.timegm(dt.timetuple()))
 
 
-def upload_links(base: str, signer: Signer, project: Any) -> list[str]:
+def upload_links(base: str, signer: Signer, project: Any, offset: int = 0, limit: int | None = None) -> list[str]:
+    """The signed upload link of every part (or of parts offset .. offset+limit-1)."""
     expires = _epoch(project.upload_expires_at)
     gen = project.upload_generation
+    end = project.parts if limit is None else min(project.parts, offset + limit)
     return [
         f"{base}/upload/{project.id}/{i}?g={gen}&e={expires}&s={signer.sign('upload', project.id, i, gen, expires=expires)}"
-        for i in range(project.parts)
+        for i in range(offset, end)
     ]
 
 

@@ -188,11 +188,13 @@ class Projects:
         if not 0 <= index < project.parts:
             raise NotFound(f"Part {index} does not exist: the project has {project.parts} parts.")
 
-    def parts_info(self, project: Any) -> list[dict[str, Any]]:
+    def parts_info(self, project: Any, offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """Every part (or parts offset .. offset+limit-1): size received, complete, sha256."""
         with self.uow() as repo:
             done = {p.index: p for p in repo.parts_of(project.id)}
         result = []
-        for i in range(project.parts):
+        end = project.parts if limit is None else min(project.parts, offset + limit)
+        for i in range(offset, end):
             if i in done:
                 result.append({"index": i, "size": done[i].size, "complete": True, "sha256": done[i].sha256})
             else:

@@ -84,51 +84,62 @@ class Reporting:
         now = self.clock()
         with self.uow() as repo:
             job = repo.latest_job(project.id)
-            eta = None
-            progress = 0.0
-            stage = None
-            if project.status == ProjectStatus.DONE:
-                progress, stage = 100.0, "done"
-            elif job is not None and project.status in ACTIVE_JOB:
+            avg = position = None
+            if job is not None and project.status in ACTIVE_JOB:
                 avg = self.average_duration(repo)
-                progress = round((job.progress or 0.0) * 100, 1)
-                stage = job.stage or ("queued" if job.status == "queued" else None)
-                if job.status == "running" and job.started_at:
-                    elapsed = (now - job.started_at).total_seconds()
-                    frac = job.progress or 0.0
-                    eta = elapsed / frac * (1 - frac) if frac > 0.05 else max(avg - elapsed, 0)
-                else:
+                if not (job.status == "running" and job.started_at):
                     queued = repo.queued_jobs()
-                    pos = next((i for i, j in enumerate(queued) if j.id == job.id), 0)
-                    eta = (pos + 1) * avg
-        return {
-            "id": project.id,
-            "project": project.name,
-            "name": project.name,
-            "status": project.status,
-            "progress": progress,
-            "stage": stage,
-            "eta_seconds": None if eta is None else round(eta),
-            "error": project.error,
-            "photos": project.photos,
-            "filesize": project.filesize,
-            "parts_total": project.parts,
-            "quality": project.quality,
-            "credit_charged": round(project.charged_gb, 9),
-            "keep_for_research": project.keep_for_research,
-            "created_at": _iso(project.created_at),
-            "updated_at": _iso(project.updated_at),
-            "upload_expires_at": _iso(project.upload_expires_at),
-            "queued_at": _iso(project.queued_at),
-            "started_at": _iso(project.started_at),
-            "finished_at": _iso(project.finished_at),
-            "delete_after": _iso(project.delete_after),
-            "result_size": project.result_size,
-            "result_sha256": project.result_sha256,
-            "log_tail": job.log_tail if job is not None else None,
-            "report": _report(job) if project.status == ProjectStatus.DONE else None,
-        }
+                    position = next((i for i, j in enumerate(queued) if j.id == job.id), 0)
+        return render_project_view(project, job, now, avg, position)
 
+
+def render_project_view(project: Any, job: Any | None, now: datetime, average_seconds: float | None,
+                        queue_index: int | None) -> dict[str, Any]:
+    """The project view from already-read records, without any I/O, so the ORM path (`project_view`) and the
+    one-query polling path (`api.poll`) produce the same answer byte for byte. `average_seconds` and
+    `queue_index` (0-based place of the job in the queue) are only used while the job is active."""
+    eta = None
+    progress = 0.0
+    stage = None
+    if project.status == ProjectStatus.DONE:
+        progress, stage = 100.0, "done"
+    elif job is not None and project.status in ACTIVE_JOB:
+        avg = average_seconds if average_seconds is not None else 600.0
+        progress = round((job.progress or 0.0) * 100, 1)
+        stage = job.stage or ("queued" if job.status == "queued" else None)
+        if job.status == "running" and job.started_at:
+            elapsed = (now - job.started_at).total_seconds()
+            frac = job.progress or 0.0
+            eta = elapsed / frac * (1 - frac) if frac > 0.05 else max(avg - elapsed, 0)
+        else:
+            eta = ((queue_index or 0) + 1) * avg
+    return {
+        "id": project.id,
+        "project": project.name,
+        "name": project.name,
+        "status": project.status,
+        "progress": progress,
+        "stage": stage,
+        "eta_seconds": None if eta is None else round(eta),
+        "error": project.error,
+        "photos": project.photos,
+        "filesize": project.filesize,
+        "parts_total": project.parts,
+        "quality": project.quality,
+        "credit_charged": round(project.charged_gb, 9),
+        "keep_for_research": project.keep_for_research,
+        "created_at": _iso(project.created_at),
+        "updated_at": _iso(project.updated_at),
+        "upload_expires_at": _iso(project.upload_expires_at),
+        "queued_at": _iso(project.queued_at),
+        "started_at": _iso(project.started_at),
+        "finished_at": _iso(project.finished_at),
+        "delete_after": _iso(project.delete_after),
+        "result_size": project.result_size,
+        "result_sha256": project.result_sha256,
+        "log_tail": job.log_tail if job is not None else None,
+        "report": _report(job) if project.status == ProjectStatus.DONE else None,
+    }
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from openscancloud.domain.errors import Forbidden, Gone
 
@@ -17,10 +17,17 @@ from openscancloud.domain.errors import Forbidden, Gone
 @dataclass(frozen=True)
 class Signer:
     key: bytes
+    # HMAC's keyed inner/outer state, computed once: each signature copies it instead of re-deriving the key
+    # pads (a poll of a project signs one link per upload part).
+    _keyed: "hmac.HMAC" = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_keyed", hmac.new(self.key, digestmod=hashlib.sha256))
 
     def sign(self, purpose: str, *fields: object, expires: int) -> str:
-        msg = "|".join([purpose, *map(str, fields), str(expires)]).encode()
-        return hmac.new(self.key, msg, hashlib.sha256).hexdigest()[:40]
+        mac = self._keyed.copy()
+        mac.update("|".join([purpose, *map(str, fields), str(expires)]).encode())
+        return mac.hexdigest()[:40]
 
     def verify(self, purpose: str, *fields: object, expires: int, signature: str, now: float | None = None) -> None:
         """Raise Forbidden (403) for a bad signature, Gone (410) for an expired link."""

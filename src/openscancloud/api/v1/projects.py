@@ -7,17 +7,20 @@ import time
 import zipfile
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from openscancloud import __version__
-from openscancloud.api.auth import user_token
+from openscancloud.api.auth import bearer, user_token
 from openscancloud.api.context import AppContext, get_ctx
 from openscancloud.api.downloads import ranged_file_response
 from openscancloud.api.legacy import project_info
+from openscancloud.api.links import base_url, upload_links
+from openscancloud.api.poll import respond
 from openscancloud.domain.errors import NotFound
+from openscancloud.domain.lifecycle import ACCEPTS_UPLOADS
 from openscancloud.domain.service import TokenView
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
@@ -66,15 +69,45 @@ async def list_projects(request: Request, token: TokenView = Depends(user_token)
     return {"projects": [await run_in_threadpool(ctx.service.project_view, p) for p in projects]}
 
 
-@router.get("/projects/{project_id}")
-async def get_project(project_id: str, request: Request, token: TokenView = Depends(user_token)) -> dict[str, Any]:
+@router.get("/projects/{project_id}", response_model=None,
+            responses={200: {"description": "The project (with an ETag)"}, 304: {"description": "Unchanged"}})
+async def get_project(project_id: str, request: Request) -> Response:
+    """The project's status. Carries an `ETag`; send it back as `If-None-Match` and an unchanged project
+    answers 304 without a body (the ETA estimate alone does not count as a change)."""
+    answer = await get_ctx(request).poller.answer(request, bearer(request), project_id=project_id, rest=True,
+                                                  seen=request.headers.get("if-none-match"))
+    return respond(answer)
+
+
+@router.get("/projects/{project_id}/events", response_model=None,
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "`status` events whose data is the JSON of GET /projects/{id}"}})
+async def project_events(project_id: str, request: Request) -> StreamingResponse:
+    """Progress push (server-sent events): an event `status` with the project's JSON at once and whenever it
+    changes, a `: keep-alive` comment every 15 s, and the end of the stream after a terminal state (done,
+    failed, cancelled, expired). Browsers read it with `fetch()` streaming (the Authorization header is
+    needed, which EventSource cannot send)."""
+    return await get_ctx(request).poller.events(request, bearer(request), project_id)
+
+
+@router.get("/projects/{project_id}/parts")
+async def list_parts(project_id: str, request: Request, offset: int = Query(0, ge=0),
+                     limit: int = Query(1000, ge=1, le=1000),
+                     token: TokenView = Depends(user_token)) -> dict[str, Any]:
+    """The parts of a project page by page, each with its upload link while the project accepts uploads —
+    for projects with more parts than the polled answer lists (`poll_parts_limit`)."""
     ctx = get_ctx(request)
 
-    def read() -> dict[str, Any]:  # one transaction for project, job and parts
+    def page() -> dict[str, Any]:
         with ctx.service.uow():
-            return project_info(ctx, request, ctx.service.get_project(token, project_id=project_id))
+            project = ctx.service.get_project(token, project_id=project_id)
+            parts = ctx.service.parts_info(project, offset=offset, limit=limit)
+            links = upload_links(base_url(request, ctx.settings), ctx.signer, project, offset=offset, limit=limit) \
+                if project.status in ACCEPTS_UPLOADS else [None] * len(parts)
+        return {"parts_total": project.parts, "offset": offset, "limit": limit,
+                "parts": [{**p, "ulink": link} for p, link in zip(parts, links)]}
 
-    return await run_in_threadpool(read)
+    return await run_in_threadpool(page)
 
 
 async def _act(request: Request, token: TokenView, project_id: str, action: str) -> dict[str, Any]:
