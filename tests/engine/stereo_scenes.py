@@ -86,7 +86,7 @@ class Sphere:
         with np.errstate(invalid="ignore"):
             s = (-b - np.sqrt(disc)) / a
         s[(disc < 0) | (s <= 0)] = np.inf
-        X = origin + rays * s[..., None]
+        X = origin + rays * np.where(np.isfinite(s), s, 0.0)[..., None]
         n = (X - self.center) / self.radius
         return s, n
 
