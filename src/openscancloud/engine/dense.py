@@ -51,7 +51,7 @@ class DenseResult(StageResult):
     num_points: int
     num_depth_maps: int
     method: str  # "cpu-patch-match" or "cuda-patch-match"
-    fallback: str | None = None  # why the CUDA path did not run (None when it ran or CUDA is absent)
+    fallback: str | None = None  # why the GPU path did not run (None when it ran)
     pixels_per_view: int = 0  # median number of object pixels per depth map
     extra: dict = field(default_factory=dict)
 
@@ -227,7 +227,7 @@ def run(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: Stag
     if (saved := load_done(ctx.work_dir, key)) is not None:
         return DenseResult.from_dict(saved)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    fallback = None
+    fallback = "this pycolmap build has no CUDA (GPU) support"
     if pycolmap.has_cuda:
         try:
             result = _run_cuda(ingest, masks, sparse, ctx)
@@ -248,7 +248,8 @@ def _run_cpu(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx:
 
     preset = ctx.preset
     set_num_threads(max(1, min(ctx.num_threads, _numba_threads())))
-    note = "CPU PatchMatch" + (" (GPU path failed: see report)" if fallback else "")
+    note = "CPU PatchMatch" + (" (GPU PatchMatch failed: see report.json)" if fallback and "failed" in fallback
+                               else "")
     rec = sparse.load()
     cams = camera_arrays(rec)
     xyz, seen = _point_visibility(rec)
