@@ -16,33 +16,41 @@ def kermit_dense(kermit_sparse, make_ctx):
     return dense.run(ing, msk, sp, make_ctx("dense", root))
 
 
-def test_plane_sweep_matches_sparse_depths(kermit_sparse, tiny_preset):
-    ing, msk, sp, _ = kermit_sparse
+def test_depth_maps_match_sparse_depths(kermit_dense, kermit_sparse):
+    """Every PatchMatch depth map (on its object crop, OpenCV pixel centres) agrees with the SfM points it sees."""
+    from openscancloud.engine.fusion import DepthView
+
+    _, _, sp, root = kermit_sparse
     rec = sp.load()
     cams = sparse.camera_arrays(rec)
     xyz, seen = dense._point_visibility(rec)
-    nb = dense.select_neighbours(cams, xyz, seen, 4)
-    views = {}
-    for n in cams:
-        K, g, rgb, m = dense._load_view(n, cams[n], ing.images_dir, msk, 320)
-        z = (xyz[seen[cams[n]["image_id"]]] @ cams[n]["R"].T + cams[n]["t"])[:, 2]
-        lo, hi = np.percentile(z, [1, 99])
-        views[n] = dense.ViewData(n, K, cams[n]["R"], cams[n]["t"], cams[n]["center"], g, rgb, m,
-                                  (lo * 0.85, hi * 1.15), nb[n], nb[n])
-    ref = views[sorted(views)[0]]
-    depth, score = dense.plane_sweep(ref, [views[s] for s in ref.sources], 48, 5)
-    assert (depth > 0).mean() > 0.3
-    cam = cams[ref.name]
-    Xc = xyz[seen[cam["image_id"]]] @ cam["R"].T + cam["t"]
-    uv = Xc @ ref.K.T
-    u = (uv[:, 0] / uv[:, 2]).astype(int)
-    v = (uv[:, 1] / uv[:, 2]).astype(int)
-    ok = (u >= 0) & (v >= 0) & (u < depth.shape[1]) & (v < depth.shape[0])
-    d, z = depth[v[ok], u[ok]], Xc[ok, 2]
-    has = d > 0
-    rel = np.abs(d[has] - z[has]) / z[has]
-    assert has.sum() > 50
-    assert np.median(rel) < 0.01  # the depth maps agree with the SfM points
+    maps = sorted((root / "dense" / "maps").glob("*.npz"))
+    assert len(maps) == kermit_dense.num_depth_maps >= 0.8 * len(cams)
+    medians = []
+    for path in maps[:: max(1, len(maps) // 5)]:
+        name = path.name[: -len(".npz")]
+        view = DepthView.load(name, path)
+        cam = cams[name]
+        Xc = xyz[seen[cam["image_id"]]] @ view.R.T + view.t
+        uv = Xc @ view.K.T
+        u = np.rint(uv[:, 0] / uv[:, 2]).astype(int)
+        v = np.rint(uv[:, 1] / uv[:, 2]).astype(int)
+        ok = (u >= 0) & (v >= 0) & (u < view.depth.shape[1]) & (v < view.depth.shape[0])
+        d, z = view.depth[v[ok], u[ok]], Xc[ok, 2]
+        has = d > 0
+        assert has.sum() > 30
+        medians.append(np.median(np.abs(d[has] - z[has]) / z[has]))
+    assert np.median(medians) < 0.01  # the depth maps agree with the SfM points
+
+
+def test_crop_intrinsics_follow_opencv_pixel_centres():
+    """COLMAP's K (corner at 0,0) scaled ×0.5 and cropped at (10, 20) maps a point to the same place as resizing."""
+    K = np.array([[1000.0, 0, 640.0], [0, 1000.0, 480.0], [0, 0, 1]])  # COLMAP: cx = width / 2
+    X = np.array([0.01, -0.02, 1.0])
+    u_colmap = (K @ X)[:2] / X[2]  # corner convention
+    Kc = dense.view_intrinsics(K, 0.5, (10, 20))
+    u_crop = (Kc @ X)[:2] / X[2]
+    assert u_crop == pytest.approx(u_colmap * 0.5 - 0.5 - np.array([10, 20]))
 
 
 def test_dense_cloud(kermit_dense, kermit_sparse):

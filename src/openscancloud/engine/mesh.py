@@ -1,10 +1,12 @@
 """Stage 5 — mesh: a watertight Poisson surface, cut back to where the photos actually saw something.
 
-Why: screened Poisson turns the oriented dense points into a smooth closed surface but also invents a "balloon"
-where nothing was observed.  Instead of a density quantile, every vertex farther than a few point spacings from the
-dense cloud is removed (the surface must be supported by data), the turntable plate is cut away on turntable sets,
-small floating pieces are dropped, small holes are closed, and quadric decimation brings the mesh to the preset's
-triangle budget (texturing time grows with the face count).
+Why: screened Poisson turns the oriented dense points (with the normals PatchMatch estimated) into a smooth closed
+surface but also invents a "balloon" where nothing was observed.  Instead of a density quantile, every vertex
+farther than a few point spacings from the dense cloud is removed (the surface must be supported by data), the
+turntable plate is cut away on turntable sets, floating pieces of the cloud are dropped by connectivity (not by a
+height or distance rule, so thin parts and undersides that the depth maps found stay), small holes are closed,
+and quadric decimation brings the mesh to the preset's triangle budget (texturing time grows with the face count).
+The result reports which fraction of its area lies within two point spacings of the dense cloud.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from .orient import Orientation
 log = logging.getLogger(__name__)
 
 SUPPORT_SPACINGS = 8.0  # a vertex must lie within this many point spacings of a dense point
+SUPPORTED_SPACINGS = 2.0  # area this close to the dense cloud counts as "supported by data" in the report
+CLUSTER_SPACINGS = 4.0  # dense points closer than this many spacings belong to the same piece
+MIN_CLUSTER_FRACTION = 0.01  # pieces of the cloud smaller than this fraction of all points are floaters
 MIN_COMPONENT_RATIO = 0.05  # components smaller than this fraction of the largest are floaters
 PLATE_MARGIN_SPACINGS = 1.5  # points this close above the plate plane belong to the plate
 
@@ -34,6 +39,7 @@ class MeshResult(StageResult):
     num_faces: int
     plate_removed: bool
     point_spacing: float
+    supported_fraction: float = 1.0  # share of the surface area within SUPPORTED_SPACINGS of the dense cloud
 
 
 def remove_plate(points: np.ndarray, orientation: Orientation, spacing: float) -> tuple[np.ndarray, bool]:
@@ -66,6 +72,45 @@ def remove_plate(points: np.ndarray, orientation: Orientation, spacing: float) -
     return keep, True
 
 
+def floating_points(points: np.ndarray, spacing: float) -> np.ndarray:
+    """Mask of points in small pieces of the cloud, away from everything else (connectivity on a voxel grid)."""
+    from scipy import ndimage
+
+    cell = CLUSTER_SPACINGS * spacing
+    lo, hi = np.percentile(points, 0.1, axis=0), np.percentile(points, 99.9, axis=0)
+    pad = 0.5 * (hi - lo) + 2 * cell
+    lo, hi = lo - pad, hi + pad  # points beyond twice the cloud's extent are far outliers
+    inside = np.all((points >= lo) & (points <= hi), axis=1)
+    shape = np.ceil((hi - lo) / cell).astype(int) + 1
+    if np.prod(shape) > 400_000_000:  # grid too fine to hold: keep every point rather than guess
+        return ~inside
+    idx = np.floor((points[inside] - lo) / cell).astype(int)
+    grid = np.zeros(shape, bool)
+    grid[idx[:, 0], idx[:, 1], idx[:, 2]] = True
+    labels, count = ndimage.label(grid, structure=np.ones((3, 3, 3), bool))
+    point_labels = labels[idx[:, 0], idx[:, 1], idx[:, 2]]
+    sizes = np.bincount(point_labels, minlength=count + 1)
+    small = sizes[point_labels] < MIN_CLUSTER_FRACTION * len(points)
+    small &= point_labels != np.argmax(sizes[1:]) + 1  # the largest piece always stays
+    floating = ~inside
+    floating[np.nonzero(inside)[0][small]] = True
+    return floating
+
+
+def supported_fraction(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, spacing: float,
+                       workers: int = 1) -> float:
+    """Share of the mesh area whose vertices lie within SUPPORTED_SPACINGS point spacings of the dense cloud."""
+    from scipy.spatial import cKDTree
+
+    if len(faces) == 0:
+        return 0.0
+    d, _ = cKDTree(points).query(vertices, k=1, workers=workers)
+    near = (d <= SUPPORTED_SPACINGS * spacing).astype(np.float64)
+    tri = vertices[faces]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    return float(np.sum(area * near[faces].mean(axis=1)) / max(np.sum(area), 1e-30))
+
+
 def run(dense: DenseResult, orientation: Orientation, ctx: StageContext) -> MeshResult:
     import open3d as o3d
     import pymeshlab
@@ -85,12 +130,7 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext) -> Mesh
     dist, _ = tree.query(points[:: max(1, len(points) // 20000)], k=2)
     spacing = float(np.median(dist[:, 1]))
     keep, plate = remove_plate(points, orientation, spacing)
-    # robust crop: drop the extreme 0.5 % along each oriented axis (lone far points)
-    local = orientation.apply(points)
-    lo = np.percentile(local, 0.5, axis=0)
-    hi = np.percentile(local, 99.5, axis=0)
-    margin = 0.05 * (hi - lo)
-    keep &= np.all((local >= lo - margin) & (local <= hi + margin), axis=1)
+    keep[keep] = ~floating_points(points[keep], spacing)
     pcd = pcd.select_by_index(np.nonzero(keep)[0])
     points = np.asarray(pcd.points)
     ctx.report(0.1, f"Poisson surface from {len(points)} points")
@@ -138,7 +178,8 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext) -> Mesh
     out.compute_vertex_normals()
     path = ctx.work_dir / "mesh.ply"
     o3d.io.write_triangle_mesh(str(path), out)
-    result = MeshResult(path, len(out.vertices), len(out.triangles), plate, spacing)
+    supported = supported_fraction(m.vertex_matrix(), m.face_matrix(), points, spacing, max(1, ctx.num_threads))
+    result = MeshResult(path, len(out.vertices), len(out.triangles), plate, spacing, round(supported, 4))
     save_done(ctx.work_dir, key, result.to_dict())
     ctx.report(1.0, f"{len(out.triangles)} triangles")
     return result

@@ -15,11 +15,12 @@ class Preset:
     max_image_size: int  # working size: photos are downscaled so their long side is at most this (px)
     sift_max_features: int  # cap on SIFT keypoints per photo (matching cost grows with its square)
     sift_upsample_below: int  # SIFT starts at 2× size (octave −1) only for photos smaller than this (px, long side)
-    depth_max_size: int  # long side of the depth maps (px)
-    depth_planes: int  # planes swept per depth map (depth range comes from the sparse points)
+    depth_pixels: int  # pixel budget of a depth map on the object (its crop is resampled to about this many)
+    depth_max_size: int  # cap on the long side of a depth map (px)
+    depth_iterations: int  # PatchMatch propagation + refinement sweeps at full resolution (after a coarse pass)
     depth_sources: int  # neighbour views compared with each reference view
-    depth_best_sources: int  # per pixel, the score is the mean over this many best sources (occlusion-robust)
-    depth_window: int  # ZNCC window side (px, odd)
+    depth_best_sources: int  # per pixel, the cost is the mean over this many best sources (occlusion-robust)
+    depth_window: int  # NCC window side in samples (odd; samples are 2 px apart)
     min_consistent_views: int  # a depth must be confirmed by this many other views to enter the dense cloud
     poisson_depth: int  # octree depth of the Poisson surface
     target_faces: int  # triangle budget of the final mesh
@@ -43,8 +44,9 @@ PRESETS: dict[str, Preset] = {
         max_image_size=1024,
         sift_max_features=3000,
         sift_upsample_below=1000,
+        depth_pixels=40_000,
         depth_max_size=400,
-        depth_planes=48,
+        depth_iterations=2,
         depth_sources=4,
         depth_best_sources=2,
         depth_window=5,
@@ -58,8 +60,9 @@ PRESETS: dict[str, Preset] = {
         max_image_size=1600,
         sift_max_features=5000,
         sift_upsample_below=1000,
-        depth_max_size=640,
-        depth_planes=72,
+        depth_pixels=100_000,
+        depth_max_size=1200,
+        depth_iterations=2,
         depth_sources=4,
         depth_best_sources=2,
         depth_window=7,
@@ -73,8 +76,9 @@ PRESETS: dict[str, Preset] = {
         max_image_size=2400,
         sift_max_features=8192,
         sift_upsample_below=2000,
-        depth_max_size=960,
-        depth_planes=120,
+        depth_pixels=600_000,
+        depth_max_size=4000,
+        depth_iterations=3,
         depth_sources=6,
         depth_best_sources=2,
         depth_window=7,
