@@ -1,10 +1,17 @@
-"""Stage 6 — texture: a UV atlas (xatlas) filled with colour from the photos that see each triangle best.
+"""Stage 6 — texture: a UV atlas (xatlas) filled from the one photo that shows each triangle best.
 
-Why: per-vertex colours look blurry at a sane face count; a texture keeps the photos' sharpness.  For every face
-the views are ranked by how large and how frontal the face appears in them (and whether the face is actually
-visible: a ray-cast depth image per view, Open3D's Embree scene, CPU), then every texel blends its face's best
-three views with weights that strongly favour the best one — sharp inside a face, smooth across seams.  Empty
-texels around the charts are filled by pull-push so mip-mapping does not bleed black into the model.
+Why: the texture is what people look at first, and it should be as sharp as the photos.  The stage follows
+Waechter et al. 2014 ("Let There Be Color!", the method of mvs-texturing, OpenMVS and ODM):
+
+1. every (triangle, photo) pair is scored on the working-size photos — visibility by ray casting, gradient
+   magnitude integral (sharp, close, frontal), exposure, photo-consistency outliers (texture_views.py);
+2. one photo per triangle is chosen by an MRF (data + Potts smoothness) solved with α-expansion graph cuts
+   (texture_labels.py) — no blending, so no blur and no ghosting;
+3. per-vertex colour offsets level the patches against each other so seams vanish (texture_levelling.py);
+4. the atlas size follows the object's size in the photos (no blurry 8k atlas of a small object, capped by the
+   preset/user size), and texels are sampled from the full-resolution originals, one photo at a time, decoded
+   at the power-of-two reduction that matches the texel density and cropped to the object;
+5. empty texels around the charts are filled by pull-push so mip-mapping does not bleed black into the model.
 """
 
 from __future__ import annotations
@@ -12,10 +19,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 
+from . import texture_labels, texture_levelling, texture_views
 from .context import StageContext, StageResult, load_done, save_done
 from .errors import EngineError
 from .ingest import IngestResult
@@ -24,9 +33,12 @@ from .sparse import SparseResult, camera_arrays
 
 log = logging.getLogger(__name__)
 
-VIEWS_PER_FACE = 3
-MIN_COS = 0.1
-VISIBILITY_TOLERANCE = 0.01  # relative depth difference still counted as "this surface"
+METHOD = "mrf-levelled-fullres-1"  # part of the resume key: a different method never reuses a saved atlas
+MIN_ATLAS = 512
+ATLAS_STEP = 256  # atlas sides are multiples of this
+PACK_EFFICIENCY = 0.7  # share of an xatlas atlas covered by charts (measured ~0.7-0.8 with padding 4)
+OVERSAMPLE = 1.15  # texels per photo pixel (linear): a little more than 1 survives bilinear resampling
+CHART_PADDING = 4  # texels between charts, against bleeding at the first mip levels
 
 
 @dataclass
@@ -41,8 +53,11 @@ class TextureResult(StageResult):
         return data["vertices"], data["faces"], data["uvs"]
 
 
-def unwrap(vertices: np.ndarray, faces: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """xatlas charts packed into a `size`² atlas: (vertex index map, new faces, uvs in [0,1], v up)."""
+def unwrap(vertices: np.ndarray, faces: np.ndarray, size: int, padding: int = CHART_PADDING
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """xatlas charts scaled to fill a `size`² atlas: (vertex index map, new faces, uvs in [0,1], v up).
+
+    Face i of the result is face i of the input (xatlas keeps the order), with vertices split along seams."""
     import xatlas
 
     atlas = xatlas.Atlas()
@@ -51,7 +66,7 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, size: int) -> tuple[np.ndarr
     chart.max_iterations = 1  # the default 4 refinement passes cost a lot and change little
     pack = xatlas.PackOptions()
     pack.resolution = size
-    pack.padding = 2
+    pack.padding = padding
     pack.bilinear = True
     pack.blockAlign = True
     atlas.generate(chart, pack)
@@ -76,10 +91,11 @@ def rasterize_uv(faces: np.ndarray, uvs: np.ndarray, size: int) -> np.ndarray:
 
 
 def texel_positions(V: np.ndarray, F: np.ndarray, UV: np.ndarray, size: int, xs: np.ndarray, ys: np.ndarray,
-                    fid: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
-    """3D point (float32) under each texel centre, by barycentric interpolation; in chunks to bound memory."""
+                    fid: np.ndarray, chunk: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
+    """3D point and barycentric coordinates (both float32) under each texel centre; in chunks to bound memory."""
     P = np.stack([UV[:, 0] * size, (1.0 - UV[:, 1]) * size], 1)
     X = np.empty((len(xs), 3), np.float32)
+    B = np.empty((len(xs), 3), np.float32)
     for s in range(0, len(xs), chunk):
         f = fid[s:s + chunk]
         A, B, C = P[F[f, 0]], P[F[f, 1]], P[F[f, 2]]
@@ -92,7 +108,8 @@ def texel_positions(V: np.ndarray, F: np.ndarray, UV: np.ndarray, size: int, xs:
         bary = np.clip(np.stack([1 - b1 - b2, b1, b2], 1), 0, 1)
         bary /= np.maximum(bary.sum(1, keepdims=True), 1e-12)
         X[s:s + chunk] = (bary[:, 0:1] * V[F[f, 0]] + bary[:, 1:2] * V[F[f, 1]] + bary[:, 2:3] * V[F[f, 2]])
-    return X
+        B[s:s + chunk] = bary
+    return X, B
 
 
 def pull_push_fill(color: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -125,60 +142,87 @@ def pull_push_fill(color: np.ndarray, known: np.ndarray) -> np.ndarray:
     return out
 
 
-def _project(cam: dict, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates (with the camera's radial distortion) and depth of world points."""
-    Xc = X @ cam["R"].T + cam["t"]
-    z = Xc[:, 2]
-    zs = np.where(np.abs(z) > 1e-12, z, 1e-12)
-    x, y = Xc[:, 0] / zs, Xc[:, 1] / zs
-    p = cam["params"]
-    K = cam["K"]
-    if cam["model"] in ("SIMPLE_RADIAL", "RADIAL"):
-        r2 = x * x + y * y
-        f = 1 + p[3] * r2 + (p[4] * r2 * r2 if cam["model"] == "RADIAL" else 0)
-        x, y = x * f, y * f
-    u = K[0, 0] * x + K[0, 2]
-    v = K[1, 1] * y + K[1, 2]
-    return np.stack([u, v], 1), z
+def atlas_side(face_area_px: np.ndarray, cap: int) -> int:
+    """Atlas side (px) that gives every triangle about as many texels as its chosen photo has pixels for it.
+
+    `face_area_px` is each labelled triangle's projected area in its photo at full resolution."""
+    texels = float(face_area_px.sum()) * OVERSAMPLE ** 2 / PACK_EFFICIENCY
+    side = int(np.ceil(np.sqrt(max(texels, 1.0)) / ATLAS_STEP) * ATLAS_STEP)
+    return int(min(max(side, MIN_ATLAS), cap))
 
 
-def _depth_image(scene, cam: dict, scale: float) -> tuple[np.ndarray, float]:
-    import open3d as o3d
-
-    w, h = max(8, round(cam["width"] * scale)), max(8, round(cam["height"] * scale))
-    K = cam["K"].copy()
-    K[0] *= w / cam["width"]
-    K[1] *= h / cam["height"]
-    E = np.eye(4)
-    E[:3, :3] = cam["R"]
-    E[:3, 3] = cam["t"]
-    rays = o3d.t.geometry.RaycastingScene.create_rays_pinhole(
-        o3d.core.Tensor(K), o3d.core.Tensor(E), w, h)
-    ans = scene.cast_rays(rays)
-    t = ans["t_hit"].numpy()
-    r = rays.numpy()
-    hit = r[..., :3] + r[..., 3:] * np.where(np.isfinite(t), t, 0)[..., None]
-    z = (hit.reshape(-1, 3) @ cam["R"].T + cam["t"])[:, 2].reshape(h, w)
-    z[~np.isfinite(t)] = np.inf
-    return z.astype(np.float32), w / cam["width"]
+def reduction_for(pixels_per_texel: float) -> int:
+    """Power-of-two JPEG decode reduction (1, 2, 4, 8) that keeps at least one photo pixel per texel."""
+    for factor in (8, 4, 2):
+        if pixels_per_texel >= factor:
+            return factor
+    return 1
 
 
-def _sample(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    n = len(uv)
-    cols = 4096
-    rows = (n + cols - 1) // cols
-    pad = rows * cols - n
-    mx = np.concatenate([uv[:, 0], np.zeros(pad)]).astype(np.float32).reshape(rows, cols)
-    my = np.concatenate([uv[:, 1], np.zeros(pad)]).astype(np.float32).reshape(rows, cols)
-    out = cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return out.reshape(-1, img.shape[2])[:n]
+_REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                  8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def read_photo_region(path: Path, reduction: int, uv_working: np.ndarray, working_size: tuple[int, int],
+                      pixels_per_texel: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The part of a full-resolution photo that the texels need, prefiltered to the texel density.
+
+    Returns (image crop, texel pixel coordinates in the crop).  Only this one photo is decoded (at a
+    power-of-two reduction when the atlas is coarser than the photo), then cropped to the texels' bounding box
+    and the full decode is released, so memory stays at about one photo whatever the number of photos."""
+    img = cv2.imread(str(path), _REDUCED_FLAGS[reduction] | cv2.IMREAD_IGNORE_ORIENTATION)
+    if img is None:
+        return None
+    sx, sy = img.shape[1] / working_size[0], img.shape[0] / working_size[1]
+    uv = uv_working * [sx, sy]
+    margin = 4
+    x0 = int(max(0, np.floor(uv[:, 0].min()) - margin))
+    y0 = int(max(0, np.floor(uv[:, 1].min()) - margin))
+    x1 = int(min(img.shape[1], np.ceil(uv[:, 0].max()) + margin + 1))
+    y1 = int(min(img.shape[0], np.ceil(uv[:, 1].max()) + margin + 1))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    crop = img[y0:y1, x0:x1].copy()
+    del img
+    uv = uv - [x0, y0]
+    residual = pixels_per_texel / reduction
+    if residual > 1.25:  # still more photo pixels than texels: area-average first, so texels do not alias
+        w, h = max(1, round(crop.shape[1] / residual)), max(1, round(crop.shape[0] / residual))
+        fx, fy = w / crop.shape[1], h / crop.shape[0]
+        crop = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA)
+        uv = (uv + 0.5) * [fx, fy] - 0.5
+    return crop, uv
+
+
+def level_colours(V: np.ndarray, F: np.ndarray, labels: np.ndarray, names: list[str], cams: dict[str, dict],
+                  depths: dict[str, tuple[np.ndarray, float]], working_image: Callable[[str], np.ndarray | None]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-vertex colour offsets per chosen photo (texture_levelling.py), measured on the working-size photos.
+
+    Returns (corner_pair (F, 3): index of each face corner's (vertex, photo) pair or −1, offsets (P, 3))."""
+    pair_vertex, pair_label, corner_pair = texture_levelling.vertex_label_pairs(F, labels)
+    pair_colour = np.zeros((len(pair_vertex), 3))
+    pair_valid = np.zeros(len(pair_vertex), bool)
+    for k in np.unique(pair_label):
+        name = names[k]
+        sel = np.nonzero(pair_label == k)[0]
+        img = working_image(name)
+        if img is None:
+            continue
+        uv, z = texture_views.project(cams[name], V[pair_vertex[sel]])
+        zimg, s = depths[name]
+        pair_valid[sel] = texture_views.passes_depth_test(uv, z, zimg, s, cams[name])
+        pair_colour[sel] = texture_views.bilinear(cv2.blur(img, (3, 3)), uv)
+    offsets = texture_levelling.solve_offsets(F, labels, pair_vertex, pair_label, corner_pair, pair_colour,
+                                              pair_valid)
+    return corner_pair, offsets
 
 
 def run(mesh: MeshResult, sparse: SparseResult, ingest: IngestResult, ctx: StageContext) -> TextureResult:
     import open3d as o3d
 
-    size = ctx.preset.texture_size
-    key = {"mesh": mesh.to_dict(), "size": size, "sparse": sparse.to_dict()}
+    cap = ctx.preset.texture_size
+    key = {"mesh": mesh.to_dict(), "size": cap, "sparse": sparse.to_dict(), "method": METHOD}
     if (saved := load_done(ctx.work_dir, key)) is not None:
         return TextureResult.from_dict(saved)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
@@ -187,85 +231,82 @@ def run(mesh: MeshResult, sparse: SparseResult, ingest: IngestResult, ctx: Stage
     F = np.asarray(m.triangles, dtype=np.int64)
     if len(F) == 0:
         raise EngineError("There is no surface to texture.")
-    ctx.report(0.02, f"unwrapping {len(F)} triangles")
+    cams = camera_arrays(sparse.load())
+    names = sorted(cams)
+    views = {v.name: v for v in ingest.views}
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(V.astype(np.float32)), o3d.core.Tensor(F.astype(np.uint32)))
+
+    def working_image(name: str) -> np.ndarray | None:
+        img = cv2.imread(str(ingest.images_dir / name), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        cam = cams[name]
+        if img is not None and (img.shape[1], img.shape[0]) != (cam["width"], cam["height"]):
+            img = cv2.resize(img, (cam["width"], cam["height"]), interpolation=cv2.INTER_AREA)
+        return img
+
+    # 1. what each photo offers each triangle
+    fv, depths = texture_views.gather(cams, names, working_image, V, F, scene,
+                                      lambda f, msg: (ctx.report(0.02 + 0.38 * f, msg), ctx.check_cancelled()))
+    del scene
+    # 2. one photo per triangle
+    labels = texture_labels.select_views(fv.quality, F, progress=lambda f, msg: ctx.report(0.4 + 0.15 * f, msg))
+    ctx.check_cancelled()
+    # 3. colour levelling offsets per (vertex, photo)
+    ctx.report(0.56, "levelling colours across seams")
+    corner_pair, offsets = level_colours(V, F, labels, names, cams, depths, working_image)
+    del depths
+    ctx.check_cancelled()
+    # 4. atlas sized by the object's size in the photos
+    labelled = np.nonzero(labels >= 0)[0]
+    scale = np.array([views[n].original_width / cams[n]["width"] if n in views else 1.0 for n in names])
+    face_px = fv.area_px[labelled, labels[labelled]] * scale[labels[labelled]] ** 2
+    size = atlas_side(face_px, cap)
+    ctx.report(0.6, f"unwrapping {len(F)} triangles into a {size}² atlas")
     vmap, F2, UV = unwrap(V, F, size)
+    if len(F2) != len(F) or not np.array_equal(vmap[F2], F):
+        raise EngineError("The UV unwrapper changed the triangles; the texture cannot be baked.")
     V2 = V[vmap]
     ctx.check_cancelled()
-    ctx.report(0.3, "rasterising the atlas")
+    ctx.report(0.65, "rasterising the atlas")
     face_of = rasterize_uv(F2, UV, size)
     ys, xs = np.nonzero(face_of >= 0)
     ys, xs = ys.astype(np.int32), xs.astype(np.int32)
     fid = face_of[ys, xs]
     del face_of
-    X = texel_positions(V2, F2, UV, size, xs, ys, fid)
+    X, bary = texel_positions(V2, F2, UV, size, xs, ys, fid)
+    texels_per_face = np.bincount(fid, minlength=len(F))
     ctx.check_cancelled()
-
-    # rank views per face
-    cams = camera_arrays(sparse.load())
-    names = sorted(cams)
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(V.astype(np.float32)), o3d.core.Tensor(F.astype(np.uint32)))
-    tri = V[F]
-    centers = tri.mean(1)
-    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-18)
-    weights = np.zeros((len(F), len(names)), np.float32)
-    depth_images = {}
-    for k, name in enumerate(names):
-        cam = cams[name]
-        zimg, s = _depth_image(scene, cam, 0.5)
-        depth_images[name] = (zimg, s)
-        uv, z = _project(cam, centers)
-        to_cam = cam["center"] - centers
-        dist = np.linalg.norm(to_cam, axis=1)
-        cos = np.sum(normals * to_cam, 1) / np.maximum(dist, 1e-18)
-        ui = np.clip(np.round(uv[:, 0] * s).astype(np.int64), 0, zimg.shape[1] - 1)
-        vi = np.clip(np.round(uv[:, 1] * s).astype(np.int64), 0, zimg.shape[0] - 1)
-        inside = (uv[:, 0] >= 1) & (uv[:, 1] >= 1) & (uv[:, 0] < cam["width"] - 2) & (uv[:, 1] < cam["height"] - 2)
-        visible = inside & (z > 0) & (z <= zimg[vi, ui] * (1 + VISIBILITY_TOLERANCE) + 1e-12)
-        # projected area per unit surface ∝ cos · (f / z)²
-        w = np.where(visible & (cos > MIN_COS), cos * (cam["K"][0, 0] / np.maximum(z, 1e-12)) ** 2, 0)
-        weights[:, k] = w
-        ctx.report(0.35 + 0.2 * (k + 1) / len(names), f"visibility in {k + 1}/{len(names)} photos")
-        ctx.check_cancelled()
-    weights /= max(float(weights.max()), 1e-18)
-    top = np.argsort(-weights, axis=1)[:, :VIEWS_PER_FACE]
-    top_w = np.take_along_axis(weights, top, 1)
-
-    acc = np.zeros((len(X), 3), np.float32)
-    wsum = np.zeros(len(X), np.float32)
-    for k, name in enumerate(names):
-        sel_face = np.any(top == k, axis=1) & (weights[:, k] > 0)
-        texels = np.nonzero(sel_face[fid])[0]
+    # 5. texels from the full-resolution photos, one photo at a time
+    colour = np.zeros((len(X), 3), np.float32)
+    known_texels = np.zeros(len(X), bool)
+    texel_label = labels[fid]
+    used = np.unique(labels[labelled])
+    for i, k in enumerate(used):
+        name = names[k]
+        texels = np.nonzero(texel_label == k)[0]
+        faces_k = labelled[labels[labelled] == k]
         if len(texels) == 0:
             continue
-        cam = cams[name]
-        img = cv2.imread(str(ingest.images_dir / name), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-        if img is None:
+        ppt = float(np.sqrt(fv.area_px[faces_k, k].sum() * scale[k] ** 2 / max(texels_per_face[faces_k].sum(), 1)))
+        uv, _ = texture_views.project(cams[name], X[texels])
+        region = read_photo_region(ingest.original_path(views[name]) if name in views else ingest.images_dir / name,
+                                   reduction_for(ppt), uv, (cams[name]["width"], cams[name]["height"]), ppt)
+        if region is None:
             continue
-        sx, sy = img.shape[1] / cam["width"], img.shape[0] / cam["height"]
-        uv, z = _project(cam, X[texels])
-        zimg, s = depth_images[name]
-        ui = np.clip(np.round(uv[:, 0] * s).astype(np.int64), 0, zimg.shape[1] - 1)
-        vi = np.clip(np.round(uv[:, 1] * s).astype(np.int64), 0, zimg.shape[0] - 1)
-        ok = (z > 0) & (z <= zimg[vi, ui] * (1 + VISIBILITY_TOLERANCE) + 1e-12)
-        texels, uv = texels[ok], uv[ok]
-        uv = uv * [sx, sy]
-        color = _sample(img, uv).astype(np.float32)
-        # weight of this view for each texel's face (strongly favours the best view)
-        wf = weights[fid[texels], k] ** 2
-        acc[texels] += color * wf[:, None]
-        wsum[texels] += wf
-        ctx.report(0.55 + 0.35 * (k + 1) / len(names), f"colour from {k + 1}/{len(names)} photos")
+        crop, uv_crop = region
+        c = texture_views.bilinear(crop, uv_crop)
+        pairs = corner_pair[fid[texels]]
+        c += np.einsum("ni,nic->nc", bary[texels], offsets[pairs].astype(np.float32))
+        colour[texels] = c
+        known_texels[texels] = True
+        ctx.report(0.7 + 0.22 * (i + 1) / len(used), f"colour from {i + 1}/{len(used)} photos")
         ctx.check_cancelled()
-    del top_w
-    known_texels = wsum > 0
     atlas = np.zeros((size, size, 3), np.uint8)
     known = np.zeros((size, size), bool)
-    atlas[ys[known_texels], xs[known_texels]] = np.clip(
-        acc[known_texels] / wsum[known_texels, None], 0, 255).astype(np.uint8)
+    atlas[ys[known_texels], xs[known_texels]] = np.clip(np.round(colour[known_texels]), 0, 255).astype(np.uint8)
     known[ys[known_texels], xs[known_texels]] = True
-    ctx.report(0.92, "filling seams")
+    del colour, X, bary
+    ctx.report(0.93, "filling seams")
     atlas = pull_push_fill(atlas, known)
     tex_path = ctx.work_dir / "texture.png"
     cv2.imwrite(str(tex_path), atlas)
@@ -273,5 +314,5 @@ def run(mesh: MeshResult, sparse: SparseResult, ingest: IngestResult, ctx: Stage
     np.savez(mesh_path, vertices=V2, faces=F2, uvs=UV)
     result = TextureResult(mesh_path, tex_path, size, float(known_texels.mean()) if len(known_texels) else 0.0)
     save_done(ctx.work_dir, key, result.to_dict())
-    ctx.report(1.0, "texture baked")
+    ctx.report(1.0, f"texture baked: {size}² atlas from {len(used)} photos")
     return result

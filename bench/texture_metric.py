@@ -1,0 +1,372 @@
+"""Texture benchmark: how close does the textured model look to photos it has never seen?
+
+    python bench/texture_metric.py --runs bench/work/texture --sets synth_bust,kermit \\
+        --engine old=/path/to/main/src --engine new=src
+
+Protocol (held-out views): the geometry (ingest, cameras, mesh) comes from one engine run per set, kept in
+``RUNS/SET/work`` (``python -m openscancloud.engine IMAGES -o RUNS/SET/out --work-dir RUNS/SET/work``).  Every
+8th registered photo (at least two) is left out of *texturing only*: the texture stage of each engine (a child
+process with that engine's sources first on ``PYTHONPATH``, so old and new run in the same benchmark) bakes the
+same mesh from the remaining photos.  The textured model is then ray-cast from each held-out camera at the
+photo's own resolution (long side capped at ``--eval-size``) and compared with the undistorted photo inside
+the model's silhouette (eroded by a few pixels, so that silhouette misalignment does not count as texture):
+
+* PSNR (dB, RGB) and SSIM (grey, Gaussian window σ = 1.5) — fidelity;
+* sharpness ratio — mean squared image gradient of the render ÷ that of the photo (1.0 = as sharp as the photo,
+  lower = blurred, clearly above 1 = ghosting/noise);
+* seam score — mean colour jump (8-bit levels, RGB mean) between the two sides of every chart border of the
+  atlas, sampled along the shared 3D edge half a texel inside each chart (0 = invisible seams).
+
+Bake time and the bake's peak RSS are measured on the child process.  Results go to ``RUNS/texture_<q>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+DEFAULT_DATASETS = Path(os.environ.get("OPENSCAN_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
+HOLDOUT_EVERY = 8
+MIN_HOLDOUT = 2
+SILHOUETTE_ERODE_PX = 4
+PSNR_CAP_DB = 99.0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Image comparisons (pure numpy/OpenCV: unit-tested on their own)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def psnr(rendered: np.ndarray, photo: np.ndarray, mask: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB over the masked pixels (all channels); capped for identical images."""
+    diff = rendered[mask].astype(np.float64) - photo[mask].astype(np.float64)
+    mse = float(np.mean(diff * diff)) if diff.size else float("nan")
+    if mse <= 255.0 ** 2 * 10 ** (-PSNR_CAP_DB / 10):
+        return PSNR_CAP_DB
+    return 10.0 * math.log10(255.0 ** 2 / mse)
+
+
+def _grey(img: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float64) if img.ndim == 3 else img.astype(np.float64)
+
+
+def ssim(rendered: np.ndarray, photo: np.ndarray, mask: np.ndarray) -> float:
+    """Mean structural similarity (Wang et al. 2004, Gaussian window σ = 1.5, grey) over masked pixels whose
+    whole window lies inside the mask."""
+    x, y = _grey(rendered), _grey(photo)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def blur(a: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(a, (11, 11), 1.5)
+
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((11, 11), np.uint8)).astype(bool)
+    return float(s[inner].mean()) if inner.any() else float("nan")
+
+
+def gradient_energy(img: np.ndarray, mask: np.ndarray) -> float:
+    """Mean squared Sobel gradient of the grey image over the masked pixels (a sharpness measure)."""
+    g = _grey(img)
+    gx = cv2.Sobel(g, cv2.CV_64F, 1, 0, ksize=3)
+    gy = cv2.Sobel(g, cv2.CV_64F, 0, 1, ksize=3)
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return float(np.mean((gx * gx + gy * gy)[inner])) if inner.any() else float("nan")
+
+
+def sharpness_ratio(rendered: np.ndarray, photo: np.ndarray, mask: np.ndarray) -> float:
+    return gradient_energy(rendered, mask) / max(gradient_energy(photo, mask), 1e-9)
+
+
+def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear texture lookup at OBJ-convention uvs (v up) → float colours (n, channels)."""
+    th, tw = texture.shape[:2]
+    mx = (uv[:, 0] * tw - 0.5).astype(np.float32)
+    my = ((1.0 - uv[:, 1]) * th - 0.5).astype(np.float32)
+    n = len(mx)
+    cols = 2048
+    rows = max(1, (n + cols - 1) // cols)
+    pad = rows * cols - n
+    mx2 = np.concatenate([mx, np.zeros(pad, np.float32)]).reshape(rows, cols)
+    my2 = np.concatenate([my, np.zeros(pad, np.float32)]).reshape(rows, cols)
+    out = cv2.remap(texture, mx2, my2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(-1, texture.shape[2] if texture.ndim == 3 else 1)[:n].astype(np.float32)
+
+
+def seam_score(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, texture: np.ndarray,
+               samples_per_edge: int = 8) -> float:
+    """Mean colour jump (8-bit levels) across the atlas' chart borders.
+
+    A chart border is a 3D edge shared by two triangles whose uvs differ there.  Along it, each side is sampled
+    half a texel inside its own triangle; the score is the mean |Δ colour| over all samples and channels."""
+    _, vid = np.unique(vertices, axis=0, return_inverse=True)
+    vid = vid.reshape(-1)
+    corners = [(0, 1), (1, 2), (2, 0)]
+    rows = []
+    for a, b in corners:
+        ga, gb = vid[faces[:, a]], vid[faces[:, b]]
+        lo, hi = np.minimum(ga, gb), np.maximum(ga, gb)
+        flip = ga > gb
+        rows.append(np.stack([lo, hi, np.arange(len(faces)), np.where(flip, b, a), np.where(flip, a, b)], 1))
+    e = np.concatenate(rows)
+    order = np.lexsort((e[:, 2], e[:, 1], e[:, 0]))
+    e = e[order]
+    same = (e[1:, 0] == e[:-1, 0]) & (e[1:, 1] == e[:-1, 1])
+    i = np.nonzero(same)[0]
+    f1, f2 = e[i, 2], e[i + 1, 2]
+    uv1a, uv1b = uvs[faces[f1, e[i, 3]]], uvs[faces[f1, e[i, 4]]]
+    uv2a, uv2b = uvs[faces[f2, e[i + 1, 3]]], uvs[faces[f2, e[i + 1, 4]]]
+    border = (np.abs(uv1a - uv2a).max(1) > 1e-7) | (np.abs(uv1b - uv2b).max(1) > 1e-7)
+    if not border.any():
+        return 0.0
+    f1, f2 = f1[border], f2[border]
+    uv1a, uv1b, uv2a, uv2b = uv1a[border], uv1b[border], uv2a[border], uv2b[border]
+    size = float(max(texture.shape[:2]))
+    c1, c2 = uvs[faces[f1]].mean(1), uvs[faces[f2]].mean(1)
+    ts = (np.arange(samples_per_edge) + 0.5) / samples_per_edge
+    jumps = []
+    for t in ts:
+        p1 = uv1a * (1 - t) + uv1b * t
+        p2 = uv2a * (1 - t) + uv2b * t
+        d1, d2 = c1 - p1, c2 - p2
+        p1 = p1 + d1 / np.maximum(np.linalg.norm(d1, axis=1, keepdims=True) * size, 1e-12) * 0.5
+        p2 = p2 + d2 / np.maximum(np.linalg.norm(d2, axis=1, keepdims=True) * size, 1e-12) * 0.5
+        jumps.append(np.abs(sample_texture(texture, p1) - sample_texture(texture, p2)).mean(1))
+    return float(np.mean(np.concatenate(jumps)))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Rendering the textured model from a photo's camera
+# --------------------------------------------------------------------------------------------------------------
+
+
+def render_from_camera(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, texture: np.ndarray,
+                       K: np.ndarray, R: np.ndarray, t: np.ndarray, width: int, height: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(BGR render, hit mask) of the textured mesh through a pinhole camera (no shading: texture colour only)."""
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(faces.astype(np.uint32)))
+    E = np.eye(4)
+    E[:3, :3], E[:3, 3] = R, t
+    rays = o3d.t.geometry.RaycastingScene.create_rays_pinhole(o3d.core.Tensor(K), o3d.core.Tensor(E), width, height)
+    ans = scene.cast_rays(rays)
+    hit = np.isfinite(ans["t_hit"].numpy())
+    img = np.zeros((height, width, 3), np.uint8)
+    if hit.any():
+        pid = ans["primitive_ids"].numpy().astype(np.int64)[hit]
+        b = ans["primitive_uvs"].numpy()[hit]
+        tri = uvs[faces[pid]]
+        uv = tri[:, 0] * (1 - b[:, 0:1] - b[:, 1:2]) + tri[:, 1] * b[:, 0:1] + tri[:, 2] * b[:, 1:2]
+        img[hit] = np.clip(sample_texture(texture, uv), 0, 255).astype(np.uint8)
+    return img, hit
+
+
+@dataclass
+class ViewScore:
+    view: str
+    psnr_db: float
+    ssim: float
+    sharpness_ratio: float
+    pixels: int
+
+
+def score_view(vertices, faces, uvs, texture, photo: np.ndarray, K: np.ndarray, dist: np.ndarray, R, t,
+               name: str, max_side: int) -> tuple[ViewScore, np.ndarray, np.ndarray]:
+    """Compare the render from one camera with its (undistorted) photo inside the model's eroded silhouette."""
+    h, w = photo.shape[:2]
+    if np.any(dist != 0):
+        photo = cv2.undistort(photo, K, dist)
+    s = min(1.0, max_side / max(w, h))
+    if s < 1.0:
+        w2, h2 = round(w * s), round(h * s)
+        photo = cv2.resize(photo, (w2, h2), interpolation=cv2.INTER_AREA)
+        K = K.copy()
+        K[0] *= w2 / w
+        K[1] *= h2 / h
+        w, h = w2, h2
+    rendered, hit = render_from_camera(vertices, faces, uvs, texture, K, R, t, w, h)
+    mask = cv2.erode(hit.astype(np.uint8), np.ones((2 * SILHOUETTE_ERODE_PX + 1,) * 2, np.uint8)).astype(bool)
+    score = ViewScore(name, psnr(rendered, photo, mask), ssim(rendered, photo, mask),
+                      sharpness_ratio(rendered, photo, mask), int(mask.sum()))
+    return score, rendered, photo
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Baking (child process: runs with one engine's sources first on the path)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def holdout_views(registered: list[str]) -> list[str]:
+    names = sorted(registered)
+    step = min(HOLDOUT_EVERY, max(2, len(names) // MIN_HOLDOUT))
+    return names[step // 2::step]
+
+
+def bake(work: Path, out: Path, quality: str, holdout: list[str]) -> dict:
+    """Texture the kept mesh from every registered photo except `holdout` (engine from `sys.path`)."""
+    import pycolmap
+
+    from openscancloud.engine import texture as texture_stage
+    from openscancloud.engine.context import StageContext, read_json
+    from openscancloud.engine.ingest import IngestResult
+    from openscancloud.engine.mesh import MeshResult
+    from openscancloud.engine.presets import get_preset
+    from openscancloud.engine.sparse import SparseResult
+
+    ingest = IngestResult.from_dict(read_json(work / "ingest" / "done.json")["result"])
+    sparse = SparseResult.from_dict(read_json(work / "sparse" / "done.json")["result"])
+    mesh = MeshResult.from_dict(read_json(work / "mesh" / "done.json")["result"])
+    rec = pycolmap.Reconstruction(str(sparse.model_dir))
+    for image_id, img in list(rec.images.items()):
+        if img.name in holdout and img.has_pose:
+            rec.deregister_frame(img.frame_id)
+    model_dir = out / "sparse_without_holdout"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    rec.write(str(model_dir))
+    sparse.model_dir = model_dir
+    sparse.registered = [n for n in sparse.registered if n not in holdout]
+    ctx = StageContext(stage="texture", work_dir=out / "texture", preset=get_preset(quality))
+    t0 = time.perf_counter()
+    result = texture_stage.run(mesh, sparse, ingest, ctx)
+    seconds = time.perf_counter() - t0
+    return {"mesh_path": str(result.mesh_path), "texture_path": str(result.texture_path),
+            "texture_size": result.texture_size, "seconds": seconds,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def run_bake(src: Path, work: Path, out: Path, quality: str, holdout: list[str]) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(src))
+    cmd = [sys.executable, str(Path(__file__).resolve()), "bake", "--work", str(work), "--out", str(out),
+           "--quality", quality, "--holdout", ",".join(holdout)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bake failed ({src}): {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Scoring one baked texture
+# --------------------------------------------------------------------------------------------------------------
+
+
+def camera_of(rec, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+    img = next(i for i in rec.images.values() if i.name == name)
+    cam = img.camera
+    m = img.cam_from_world().matrix()
+    K = np.asarray(cam.calibration_matrix(), np.float64)
+    p = np.asarray(cam.params, np.float64)
+    model = cam.model_name if hasattr(cam, "model_name") else str(cam.model)
+    dist = np.zeros(5)
+    if "SIMPLE_RADIAL" in model:
+        dist[0] = p[3]
+    elif "RADIAL" in model:
+        dist[0], dist[1] = p[3], p[4]
+    return K, dist, np.asarray(m[:, :3]), np.asarray(m[:, 3]), cam.width, cam.height
+
+
+def score_bake(baked: dict, work: Path, holdout: list[str], max_side: int, crops_dir: Path | None = None,
+               label: str = "") -> dict:
+    import pycolmap
+
+    sys.path.insert(0, str(REPO_ROOT / "src"))
+    from openscancloud.engine.context import read_json
+    from openscancloud.engine.ingest import IngestResult
+
+    ingest = IngestResult.from_dict(read_json(work / "ingest" / "done.json")["result"])
+    sparse_dir = Path(read_json(work / "sparse" / "done.json")["result"]["model_dir"])
+    rec = pycolmap.Reconstruction(str(sparse_dir))
+    data = np.load(baked["mesh_path"])
+    V, F, UV = data["vertices"], data["faces"], data["uvs"]
+    texture = cv2.imread(baked["texture_path"], cv2.IMREAD_COLOR)
+    views = []
+    for name in holdout:
+        K, dist, R, t, w, h = camera_of(rec, name)
+        photo = cv2.imread(str(ingest.original_path(ingest.view(name))), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if photo.shape[1] != w or photo.shape[0] != h:  # the original is larger than the working image
+            K = K.copy()
+            K[0] *= photo.shape[1] / w
+            K[1] *= photo.shape[0] / h
+        score, rendered, undistorted = score_view(V, F, UV, texture, photo, K, dist, R, t, name, max_side)
+        views.append(score)
+        if crops_dir is not None:
+            crops_dir.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(crops_dir / f"{Path(name).stem}_{label}.png"), rendered)
+            cv2.imwrite(str(crops_dir / f"{Path(name).stem}_photo.png"), undistorted)
+    return {
+        "psnr_db": float(np.median([v.psnr_db for v in views])),
+        "ssim": float(np.median([v.ssim for v in views])),
+        "sharpness_ratio": float(np.median([v.sharpness_ratio for v in views])),
+        "seam_score": seam_score(V, F, UV, texture),
+        "views": [asdict(v) for v in views],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Held-out-view texture benchmark (old vs new in one run).")
+    sub = parser.add_subparsers(dest="cmd")
+    b = sub.add_parser("bake", help="(internal) bake one texture with the engine on PYTHONPATH")
+    b.add_argument("--work", type=Path, required=True)
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--quality", default="standard")
+    b.add_argument("--holdout", default="")
+    parser.add_argument("--runs", type=Path, default=BENCH_DIR / "work" / "texture",
+                        help="folder with SET/work (kept engine work dirs)")
+    parser.add_argument("--sets", default="synth_bust,kermit")
+    parser.add_argument("--quality", default="standard", choices=("preview", "standard", "high"))
+    parser.add_argument("--engine", action="append", default=[], metavar="LABEL=SRC",
+                        help="an engine to compare (its src folder); repeatable; default new=src")
+    parser.add_argument("--eval-size", type=int, default=2400, help="long side of the comparison images (px)")
+    parser.add_argument("--crops", type=Path, default=None, help="write renders and photos here")
+    args = parser.parse_args(argv)
+    if args.cmd == "bake":
+        holdout = [h for h in args.holdout.split(",") if h]
+        print(json.dumps(bake(args.work, args.out, args.quality, holdout)))
+        return 0
+    engines = dict(e.split("=", 1) for e in args.engine) or {"new": str(REPO_ROOT / "src")}
+    results = {"command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]), "quality": args.quality,
+               "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load": os.getloadavg(),
+               "machine": f"{platform.machine()} {os.cpu_count()} cores", "sets": {}}
+    sys.path.insert(0, str(REPO_ROOT / "src"))
+    from openscancloud.engine.context import read_json
+
+    for set_name in [s for s in args.sets.split(",") if s]:
+        work = args.runs / set_name / "work"
+        registered = read_json(work / "sparse" / "done.json")["result"]["registered"]
+        holdout = holdout_views(registered)
+        per_engine = {}
+        for label, src in engines.items():
+            out = args.runs / set_name / f"bake_{label}_{args.quality}"
+            baked = run_bake(Path(src).resolve(), work, out, args.quality, holdout)
+            crops = args.crops / set_name if args.crops else None
+            scored = score_bake(baked, work, holdout, args.eval_size, crops, label)
+            per_engine[label] = {**baked, **scored}
+            print(f"{set_name:12s} {label:4s} PSNR {scored['psnr_db']:.2f} dB  SSIM {scored['ssim']:.3f}  "
+                  f"sharp {scored['sharpness_ratio']:.2f}  seam {scored['seam_score']:.2f}  "
+                  f"bake {baked['seconds']:.1f} s  peak {baked['peak_rss_mb']:.0f} MB  atlas {baked['texture_size']}",
+                  flush=True)
+        results["sets"][set_name] = {"holdout": holdout, "registered": len(registered), "engines": per_engine}
+    out_json = args.runs / f"texture_{args.quality}.json"
+    out_json.write_text(json.dumps(results, indent=2))
+    print(f"results: {out_json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

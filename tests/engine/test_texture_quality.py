@@ -1,0 +1,178 @@
+"""The texture stage's parts on a toy scene: a flat, patterned square seen by pinhole cameras.
+
+The "photos" are exact renderings of the pattern (every pixel is the pattern at the point its ray hits), so
+what the tests plant — a blurred photo, an exposure step — is the only difference between the views.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import cv2
+import numpy as np
+import pytest
+
+from openscancloud.engine import texture, texture_labels, texture_levelling, texture_views
+
+W, H, FOCAL, DIST = 320, 240, 400.0, 3.0
+
+
+def plane_mesh(n: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """The square [-1, 1]² at z = 0, n × n quads, normals towards −z (the cameras' side)."""
+    g = np.linspace(-1, 1, n + 1)
+    xx, yy = np.meshgrid(g, g)
+    V = np.stack([xx.ravel(), yy.ravel(), np.zeros(xx.size)], 1)
+    F = []
+    for i in range(n):
+        for j in range(n):
+            a = i * (n + 1) + j
+            b, c, d = a + 1, a + n + 1, a + n + 2
+            F += [[a, c, b], [b, c, d]]
+    F = np.array(F, np.int64)
+    tri = V[F]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    assert (normal[:, 2] < 0).all()
+    return V, F
+
+
+def camera(x: float) -> dict:
+    """A camera at (x, 0, −DIST) looking along +z at the plane."""
+    K = np.array([[FOCAL, 0, W / 2], [0, FOCAL, H / 2], [0, 0, 1.0]])
+    R = np.eye(3)
+    center = np.array([x, 0.0, -DIST])
+    return {"K": K, "R": R, "t": -R @ center, "center": center, "width": W, "height": H,
+            "params": np.array([FOCAL, W / 2, H / 2]), "model": "PINHOLE"}
+
+
+def pattern(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """A detailed but deterministic colour pattern on the plane (BGR, mid-range so ×0.7 does not clip)."""
+    b = 128 + 60 * np.sin(9 * x) * np.cos(7 * y)
+    g = 128 + 50 * np.sin(23 * x + 3) * np.sin(19 * y)
+    r = 128 + 55 * np.cos(31 * y + 1) * np.sin(13 * x)
+    return np.stack([b, g, r], -1)
+
+
+def photo(cam: dict) -> np.ndarray:
+    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+    x = (u - W / 2) / FOCAL * DIST + cam["center"][0]
+    y = (v - H / 2) / FOCAL * DIST + cam["center"][1]
+    return np.clip(pattern(x, y), 0, 255).astype(np.uint8)
+
+
+def scene_of(V: np.ndarray, F: np.ndarray):
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(V.astype(np.float32)), o3d.core.Tensor(F.astype(np.uint32)))
+    return scene
+
+
+def test_labelling_prefers_the_sharp_view():
+    V, F = plane_mesh()
+    cams = {"a_blurred.jpg": camera(0.0), "b_sharp.jpg": camera(0.0)}
+    images = {"a_blurred.jpg": cv2.GaussianBlur(photo(cams["a_blurred.jpg"]), (0, 0), 3.0),
+              "b_sharp.jpg": photo(cams["b_sharp.jpg"])}
+    names = sorted(cams)
+    fv, _ = texture_views.gather(cams, names, images.get, V, F, scene_of(V, F), lambda f, m: None)
+    seen = fv.quality.max(1) > 0
+    assert seen.mean() > 0.8  # the rows beyond y = ±0.9 are outside the frame
+    labels = texture_labels.select_views(fv.quality, F)
+    assert np.mean(labels[seen] == names.index("b_sharp.jpg")) > 0.95
+
+
+def test_labelling_keeps_neighbours_together():
+    V, F = plane_mesh(24)
+    rng = np.random.default_rng(3)
+    # two almost equally good views: the per-face best flips at random, the MRF should not
+    quality = 1.0 + 0.05 * rng.random((len(F), 2))
+    greedy = quality.argmax(1)
+    labels = texture_labels.select_views(quality, F)
+    pairs = texture_labels.face_adjacency(F)
+    changes = lambda lab: int(np.count_nonzero(lab[pairs[:, 0]] != lab[pairs[:, 1]]))  # noqa: E731
+    assert changes(greedy) > 300
+    assert changes(labels) < changes(greedy) / 10
+    assert (labels >= 0).all()
+
+
+def test_labelling_never_uses_a_view_that_cannot_see_the_face():
+    V, F = plane_mesh(8)
+    quality = np.ones((len(F), 3))
+    quality[: len(F) // 2, 0] = 0  # view 0 cannot see the first half
+    quality[:, 0] *= 5  # ... but is much better elsewhere
+    labels = texture_labels.select_views(quality, F)
+    assert not np.any(labels[: len(F) // 2] == 0)
+    assert np.mean(labels[len(F) // 2:] == 0) > 0.9
+
+
+def test_levelling_removes_a_planted_exposure_step():
+    V, F = plane_mesh(20)
+    cams = {"left.jpg": camera(-0.4), "right.jpg": camera(0.4)}
+    images = {"left.jpg": photo(cams["left.jpg"]),
+              "right.jpg": np.clip(photo(cams["right.jpg"]).astype(np.float64) * 0.7, 0, 255).astype(np.uint8)}
+    names = sorted(cams)
+    scene = scene_of(V, F)
+    depths = {n: texture_views.depth_image(scene, cams[n]) for n in names}
+    centers = V[F].mean(1)
+    labels = np.where(centers[:, 0] < 0, names.index("left.jpg"), names.index("right.jpg")).astype(np.int64)
+    corner_pair, offsets = texture.level_colours(V, F, labels, names, cams, depths, images.get)
+
+    # seam vertices: used by both photos; compare each photo's levelled colour there
+    pair_vertex, pair_label, corner_pair2 = texture_levelling.vertex_label_pairs(F, labels)
+    assert np.array_equal(corner_pair, corner_pair2)
+    seam = np.intersect1d(pair_vertex[pair_label == 0], pair_vertex[pair_label == 1])
+    seam = seam[np.abs(V[seam, 1]) < 0.9]  # not the square's corners
+
+    def levelled(k: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.array([np.nonzero((pair_vertex == v) & (pair_label == k))[0][0] for v in seam])
+        uv, _ = texture_views.project(cams[names[k]], V[seam])
+        raw = texture_views.bilinear(cv2.blur(images[names[k]], (3, 3)), uv)
+        return raw, raw + offsets[idx]
+
+    raw0, lev0 = levelled(0)
+    raw1, lev1 = levelled(1)
+    before = np.abs(raw0 - raw1).mean()
+    after = np.abs(lev0 - lev1).mean()
+    assert before > 25
+    assert after < 0.1 * before
+    # the correction is smooth: far from the seam it is applied as well, not only at the seam vertices
+    far = np.nonzero((pair_label == names.index("right.jpg")) & (V[pair_vertex, 0] > 0.8))[0]
+    assert offsets[far].mean() > 5
+
+
+def test_full_resolution_reads_keep_memory_flat(tmp_path):
+    rng = np.random.default_rng(0)
+    big = cv2.resize(rng.integers(0, 255, (300, 400, 3), np.uint8), (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    paths = []
+    for i in range(6):
+        p = tmp_path / f"photo{i}.jpg"
+        cv2.imwrite(str(p), np.roll(big, i * 7, axis=1))
+        paths.append(p)
+    decoded_bytes = big.nbytes
+    del big
+    uv = np.array([[300.0, 200.0], [700.0, 600.0]])  # texels cover a 400×400 px region of the 1000×750 working image
+    tracemalloc.start()
+    crops = []
+    for p in paths:
+        region = texture.read_photo_region(p, 1, uv, (1000, 750), 4.0)
+        crops.append(region[0])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # one full decode at a time, never six; the kept crops are small and prefiltered to the texel density
+    assert peak < 1.5 * decoded_bytes
+    assert all(c.shape[0] < 500 and c.shape[1] < 500 for c in crops)
+    # a coarse atlas decodes the JPEG at a reduced size straight away
+    tracemalloc.start()
+    texture.read_photo_region(paths[0], texture.reduction_for(4.0), uv, (1000, 750), 4.0)
+    _, peak_reduced = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak_reduced < decoded_bytes / 8
+
+
+@pytest.mark.parametrize("area, cap, expected", [(1e3, 4096, 512), (2e6, 4096, 2048), (1e9, 4096, 4096)])
+def test_atlas_side_follows_the_object_size_in_the_photos(area, cap, expected):
+    side = texture.atlas_side(np.array([area]), cap)
+    assert side % texture.ATLAS_STEP == 0
+    if expected == 2048:  # about the pixels that need storing, plus packing slack
+        assert 1536 <= side <= 2560
+    else:
+        assert side == expected
