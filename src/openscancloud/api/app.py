@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from openscancloud import __version__
 from openscancloud.api import downloads, errors, legacy, uploads, worker_api
 from openscancloud.api.context import AppContext
+from openscancloud.api.limits import RequestLimits
 from openscancloud.api.v1 import admin as v1_admin
 from openscancloud.api.v1 import projects as v1_projects
 from openscancloud.db.database import Database
@@ -34,7 +35,7 @@ def build_context(settings: Settings) -> AppContext:
     db.upgrade()
     storage = make_storage(settings)
     secret = settings.signing_key()
-    notifier = Notifier(settings)
+    notifier = Notifier(settings, secret)
     uow = unit_of_work(db)
     service = CloudService(settings=settings, uow=uow, storage=storage, secret=secret, on_event=notifier)
     queue = JobQueue(settings=settings, uow=uow, storage=storage, on_event=notifier)
@@ -68,6 +69,7 @@ def create_app(settings: Settings, *, maintenance: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.add_middleware(RequestLimits, settings=settings)
     errors.install(app)
     app.include_router(legacy.router)
     app.include_router(uploads.router)
@@ -82,4 +84,16 @@ def create_app(settings: Settings, *, maintenance: bool = True) -> FastAPI:
         return {"service": "OpenScan Cloud", "version": __version__, "docs": "/docs", "openapi": "/openapi.json",
                 "status": "/status"}
 
+    _answer_head_like_get(app)
+
     return app
+
+
+def _answer_head_like_get(app: FastAPI) -> None:
+    """HEAD is GET without the body (RFC 9110): every GET route answers HEAD too (uvicorn drops the body)."""
+    from fastapi.routing import APIRoute
+    from starlette.routing import Route
+
+    for route in app.router.routes:
+        if isinstance(route, (APIRoute, Route)) and route.methods and "GET" in route.methods:
+            route.methods.add("HEAD")
