@@ -84,16 +84,5 @@ def create_app(settings: Settings, *, maintenance: bool = True) -> FastAPI:
         return {"service": "OpenScan Cloud", "version": __version__, "docs": "/docs", "openapi": "/openapi.json",
                 "status": "/status"}
 
-    _answer_head_like_get(app)
-
     return app
 
-
-def _answer_head_like_get(app: FastAPI) -> None:
-    """HEAD is GET without the body (RFC 9110): every GET route answers HEAD too (uvicorn drops the body)."""
-    from fastapi.routing import APIRoute
-    from starlette.routing import Route
-
-    for route in app.router.routes:
-        if isinstance(route, (APIRoute, Route)) and route.methods and "GET" in route.methods:
-            route.methods.add("HEAD")

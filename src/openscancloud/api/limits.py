@@ -72,6 +72,8 @@ class RequestLimits:
         if scope["method"] == "OPTIONS":
             await self._options(scope, receive, send)
             return
+        if scope["method"] == "HEAD" and not self._has_route(scope, "HEAD"):
+            scope, send = _head_as_get(scope, send)
         limit = self._limit(scope["path"])
         if limit is None:
             await self.app(scope, receive, send)
@@ -115,6 +117,15 @@ class RequestLimits:
         response = error_response(Request(scope), status, code, message, headers={"Connection": "close"})
         await response(scope, receive, send)
 
+    @staticmethod
+    def _has_route(scope: Scope, method: str) -> bool:
+        router = scope["app"].router if "app" in scope else None
+        for route in getattr(router, "routes", []) if router is not None else []:
+            match, _ = route.matches({**scope, "method": method})
+            if match == Match.FULL:
+                return True
+        return False
+
     async def _options(self, scope: Scope, receive: Receive, send: Send) -> None:
         methods: set[str] = set()
         router = scope["app"].router if "app" in scope else None
@@ -130,6 +141,19 @@ class RequestLimits:
             allow = ", ".join(sorted(methods | {"OPTIONS"}))
             response = Response(status_code=204, headers={"Allow": allow})
         await response(scope, receive, send)
+
+
+def _head_as_get(scope: Scope, send: Send) -> tuple[Scope, Send]:
+    """HEAD is GET without the body (RFC 9110): run the GET handler, send its status and headers only."""
+
+    async def headers_only(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            if not message.get("more_body", False):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await send(message)
+
+    return {**scope, "method": "GET"}, headers_only
 
 
 def guarded_h11(header_timeout: float) -> type:

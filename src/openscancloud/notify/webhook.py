@@ -79,8 +79,10 @@ def post_webhook(url: str, payload: dict[str, Any], attempts: int, backoff: floa
                    "X-OpenScan-Signature": signature(secret, timestamp, body)}
         target = httpx.URL(url).copy_with(host=address)
         try:
-            r = httpx.post(target, content=body, headers=headers, timeout=15, follow_redirects=False,
-                           extensions={"sni_hostname": parts.hostname})
+            with httpx.Client(timeout=15, follow_redirects=False) as client:
+                request = client.build_request("POST", target, content=body, headers=headers,
+                                               extensions={"sni_hostname": parts.hostname})
+                r = client.send(request)
             if r.status_code < 500:
                 if r.status_code >= 400:
                     log.warning("webhook %s answered %s; not retrying", url, r.status_code)
