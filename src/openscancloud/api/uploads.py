@@ -125,7 +125,7 @@ async def _receive(request: Request, ctx: AppContext, project_id: str, index: in
         if offset != end + 1 and part is None:
             return JSONResponse({"status": "error", "error": "bad_range", "offset": offset,
                                  "message": f"The body ended at byte {offset} of the part, but Content-Range "
-                                            f"announced {end + 1}; continue at {offset}."}, status_code=400)
+                                            f"announced {end + 1}; continue at {offset}."}, status_code=422)
         if part is None:
             return JSONResponse({"part": index, "offset": offset, "complete": False}, status_code=202)
     else:
