@@ -65,6 +65,18 @@ class LiveServer:
             assert r.status_code == 200, r.text
         return info
 
+    def finish_job(self, result: bytes = b"result") -> dict:
+        """Act as a worker: claim the next job, upload `result`, complete it. Returns the claim."""
+        wtoken, _ = self.ctx.service.create_token(TokenKind.WORKER, label="w")
+        h = {"Authorization": f"Bearer {wtoken}"}
+        wid = httpx.post(f"{self.url}/api/v1/worker/register", json={"name": "w"}, headers=h).json()["worker_id"]
+        job = httpx.post(f"{self.url}/api/v1/worker/claim", json={"worker_id": wid}, headers=h).json()
+        assert httpx.put(job["result_url"], content=result, timeout=60).status_code == 200
+        r = httpx.post(f"{self.url}/api/v1/worker/jobs/{job['job_id']}/complete", json={"attempt": job["attempt"]},
+                       headers=h)
+        assert r.status_code == 200, r.text
+        return job
+
     def project(self, project_id: str) -> Any:
         with self.ctx.service.uow() as repo:
             return repo.project_by_id(project_id)

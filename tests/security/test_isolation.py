@@ -88,14 +88,14 @@ def test_links_die_with_their_token_and_with_their_result(live, make_zip):
     token = srv.private_token("b@example.org")
     info = srv.upload(token, "done.zip", data)
     assert srv.legacy("startProject", token=token, project="done.zip").status_code == 200
-    _finish_job(srv, b"first result")
+    srv.finish_job(b"first result")
     dlink = srv.legacy("getProjectInfo", token=token, project="done.zip").json()["dlink"]
     assert httpx.get(dlink, timeout=60).content == b"first result"
     reset = srv.legacy("resetProject", token=token, project="done.zip").json()
     for i, link in enumerate(reset["ulink"]):
         assert httpx.post(link, content=data, timeout=60).status_code == 200
     assert srv.legacy("startProject", token=token, project="done.zip").status_code == 200
-    _finish_job(srv, b"second result")
+    srv.finish_job(b"second result")
     old = httpx.get(dlink, timeout=60)
     assert old.status_code == 404 and "second" not in old.text
     new = srv.legacy("getProjectInfo", token=token, project="done.zip").json()["dlink"]
@@ -103,17 +103,4 @@ def test_links_die_with_their_token_and_with_their_result(live, make_zip):
     srv.ctx.service.revoke_token(srv.ctx.service.find_token(token).id)
     gone = httpx.get(new, timeout=60)
     assert gone.status_code == 403 and "revoked" in gone.json()["message"]
-
-
-def _finish_job(srv, result: bytes) -> None:
-    from openscancloud.domain.tokens import TokenKind
-
-    wtoken, _ = srv.ctx.service.create_token(TokenKind.WORKER, label="w")
-    h = {"Authorization": f"Bearer {wtoken}"}
-    wid = httpx.post(f"{srv.url}/api/v1/worker/register", json={"name": "w"}, headers=h).json()["worker_id"]
-    job = httpx.post(f"{srv.url}/api/v1/worker/claim", json={"worker_id": wid}, headers=h).json()
-    assert httpx.put(job["result_url"], content=result, timeout=60).status_code == 200
-    r = httpx.post(f"{srv.url}/api/v1/worker/jobs/{job['job_id']}/complete", json={"attempt": job["attempt"]},
-                   headers=h)
-    assert r.status_code == 200, r.text
 
