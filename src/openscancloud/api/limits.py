@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable
 
 import h11
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Match
 
 from openscancloud.api.errors import error_response
@@ -29,6 +30,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 STREAMING_PREFIXES = ("/upload/", "/worker-files/", "/download/")
 WORKER_PREFIX = "/api/v1/worker/"
 WORKER_BODY_BYTES = 1_000_000  # a job's report and log tail
+PROBED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 def json_depth(data: bytes) -> int:
@@ -127,17 +129,12 @@ class RequestLimits:
         return False
 
     async def _options(self, scope: Scope, receive: Receive, send: Send) -> None:
-        methods: set[str] = set()
-        router = scope["app"].router if "app" in scope else None
-        for route in getattr(router, "routes", []) if router is not None else []:
-            match, _ = route.matches({**scope, "method": "GET"})
-            if match != Match.NONE and getattr(route, "methods", None):
-                methods |= set(route.methods)
+        methods = {m for m in PROBED_METHODS if self._has_route(scope, m)}
+        if "GET" in methods:
+            methods.add("HEAD")
         if not methods:
             response = error_response(Request(scope), 404, "not_found", "Not Found")
         else:
-            from starlette.responses import Response
-
             allow = ", ".join(sorted(methods | {"OPTIONS"}))
             response = Response(status_code=204, headers={"Allow": allow})
         await response(scope, receive, send)
