@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -39,9 +40,18 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 def _context(data_dir: Optional[Path]) -> AppContext:
+    """The server's context for an admin command: the same data directory `serve` resolves (--data-dir, else
+    OPENSCAN_DATA_DIR, else ./data), announced on stderr, and never a new empty one — a token printed from a
+    fresh folder would be rejected by the running server."""
     from openscancloud.api.app import build_context
 
-    return build_context(_settings(data_dir))
+    settings = _settings(data_dir)
+    where = settings.data_dir.resolve()
+    chosen = data_dir is not None or "OPENSCAN_DATA_DIR" in os.environ
+    if not chosen and settings.database_url is None and not (settings.data_dir / "openscan.db").exists():
+        _fail(f"no server data in {where}: pass the --data-dir (or set OPENSCAN_DATA_DIR) that 'serve' uses.", 2)
+    typer.echo(f"data directory: {where}", err=True)
+    return build_context(settings)
 
 
 # ============================================================================================== serve ===
@@ -58,7 +68,10 @@ def serve(
     from openscancloud.api.app import create_app
     from openscancloud.jobs.worker import Worker
 
+    from openscancloud.api.limits import uvicorn_config
+
     _setup_logging()
+    os.umask(0o077)  # photos, results, database and secret key: readable by the server's own user only
     settings = _settings(data_dir, public_url=public_url)
     app = create_app(settings)
     ctx = app.state.ctx
@@ -71,6 +84,7 @@ def serve(
         shown_host = f"[{host}]" if ":" in host else host
         print(f"listening on http://{shown_host}:{actual_port}", flush=True)
         print(f"public token: {public}", flush=True)
+        print(f"data directory: {settings.data_dir.resolve()}", flush=True)
         local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else shown_host
         for i in range(workers):
             w = Worker(f"http://{local}:{actual_port}", worker_token, name=f"builtin-{i + 1}",
@@ -79,7 +93,7 @@ def serve(
             t.start()
             threads.append(t)
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    config = uvicorn_config(app, settings, host, port, log_level="warning", timeout_graceful_shutdown=5)
     server = _ready_server(config, on_ready)
     try:
         server.run()
@@ -135,6 +149,7 @@ def worker(
     """Pull jobs from a server over HTTP and run the reconstruction engine on them."""
     import httpx
 
+    os.umask(0o077)  # the photos it downloads are other people's
     from openscancloud.jobs.worker import Worker
 
     _setup_logging()
@@ -293,6 +308,42 @@ def tokens_public(as_json: bool = typer.Option(False, "--json"), data_dir: Optio
         typer.echo(json.dumps({"token": token, **_token_dict(ctx, row)}))
     else:
         typer.echo(token)
+
+
+@tokens_app.command("requests")
+def tokens_requests(as_json: bool = typer.Option(False, "--json"), data_dir: Optional[Path] = DataDir) -> None:
+    """List token requests made with /requestToken (pending ones wait for 'tokens approve ID')."""
+    from openscancloud.api.token_requests import request_view
+
+    ctx = _context(data_dir)
+    rows = [request_view(r) for r in ctx.service.token_requests()]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    typer.echo(f"{'id':>4}  {'status':8} {'requested':20}  who")
+    for r in rows:
+        typer.echo(f"{r['id']:>4}  {r['status']:8} {r['created_at']:20}  {r['name']} <{r['email']}>")
+
+
+@tokens_app.command("approve")
+def tokens_approve(request_id: int = typer.Argument(..., help="The id shown by 'tokens requests'."),
+                   as_json: bool = typer.Option(False, "--json"), data_dir: Optional[Path] = DataDir) -> None:
+    """Approve a token request: create the private token and mail it (SMTP configured), else print it."""
+    from openscancloud.api.token_requests import approve_and_deliver
+    from openscancloud.domain.errors import DomainError
+
+    ctx = _context(data_dir)
+    try:
+        result = approve_and_deliver(ctx, request_id)
+    except DomainError as exc:
+        _fail(exc.message)
+    if as_json:
+        typer.echo(json.dumps(result))
+    elif result["mailed"]:
+        typer.echo(f"request {request_id} approved; the token was mailed")
+    else:
+        typer.echo(f"request {request_id} approved; this server cannot send mail, so pass the token on yourself:")
+        typer.echo(result["token"])
 
 
 # ============================================================================================ workers ===

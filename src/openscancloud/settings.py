@@ -74,6 +74,26 @@ class Settings(BaseSettings):
     private_limit_filesize: int = 10_000_000_000
     request_token_per_email_per_day: int = 3
     request_token_per_ip_per_hour: int = 10
+    public_creates_per_minute: int = Field(default=10, description="public token: projects one client may create "
+                                           "per minute")
+    public_open_projects_per_client: int = Field(default=5, description="public token: projects one client may "
+                                                 "have waiting for uploads (created, not started)")
+    public_open_bytes_per_client: int = Field(default=4_000_000_000, description="public token: declared bytes "
+                                              "of one client's projects waiting for uploads")
+
+    # --- request limits -----------------------------------------------------------------------------------
+    max_json_body_bytes: int = Field(default=65_536, description="largest body of an API call that is not an "
+                                     "upload (JSON, form, query-style POST)")
+    max_json_depth: int = Field(default=32, description="deepest nesting of a JSON body")
+    max_header_bytes: int = Field(default=65_536, description="request line + headers (larger: 431/400)")
+    header_timeout_seconds: float = Field(default=15.0, description="a client must send its request line and "
+                                          "headers within this time, else the connection is closed")
+    trusted_proxies: str = Field(default="", description="comma-separated addresses of reverse proxies whose "
+                                 "X-Forwarded-For/-Proto are believed (e.g. 127.0.0.1 behind nginx); empty: none")
+    part_writer_stale_seconds: int = Field(default=60, description="a part upload that sent nothing for this long "
+                                           "no longer blocks another upload of the same part")
+    start_timeout_seconds: int = Field(default=3600, description="a start (join + zip check) that did not finish "
+                                       "in this time is considered dead, and the project can be started again")
 
     # --- zip checks ---------------------------------------------------------------------------------------
     zip_max_entries: int = 10_000
@@ -99,6 +119,9 @@ class Settings(BaseSettings):
     mail_from: str = "OpenScan Cloud <noreply@localhost>"
     webhook_attempts: int = 4
     webhook_backoff_seconds: float = 2.0
+    webhook_allow_private: bool = Field(default=False, description="allow webhooks to loopback/private/link-local "
+                                        "addresses (only for closed networks: anyone creating a project could "
+                                        "make this server call into them)")
 
     # --- polling path --------------------------------------------------------------------------------------
     poll_parts_limit: int = Field(
@@ -124,7 +147,9 @@ class Settings(BaseSettings):
         return self.data_dir / "storage"
 
     def ensure_data_dir(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Create the data dir readable by the server's own user only (photos and the secret key live here)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.data_dir.chmod(0o700)
 
     def signing_key(self) -> bytes:
         """The HMAC key: from settings, or persisted in the data dir (created atomically on first use)."""

@@ -80,8 +80,10 @@ def mail_app(tmp_path, smtp):
     from openscancloud.settings import Settings
 
     port, _ = smtp
+    # public_url: confirmation links are built from it only; private webhooks: the receiver is on 127.0.0.1
     settings = Settings(data_dir=tmp_path / "d", smtp_host="127.0.0.1", smtp_port=port,
-                        mail_from="cloud@example.org", webhook_backoff_seconds=0.1)
+                        mail_from="cloud@example.org", webhook_backoff_seconds=0.1,
+                        public_url="http://testserver", webhook_allow_private=True)
     app = create_app(settings, maintenance=False)
     with TestClient(app) as client:
         yield app.state.ctx, client

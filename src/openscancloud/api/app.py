@@ -16,6 +16,7 @@ from openscancloud.api import downloads, errors, legacy, uploads, worker_api
 from openscancloud.api.context import AppContext
 from openscancloud.api.fastlane import PollFastLane
 from openscancloud.api.poll import ProjectPoller
+from openscancloud.api.limits import RequestLimits
 from openscancloud.api.v1 import admin as v1_admin
 from openscancloud.api.v1 import projects as v1_projects
 from openscancloud.db.database import Database
@@ -50,7 +51,7 @@ def build_context(settings: Settings) -> AppContext:
     db.upgrade()
     storage = make_storage(settings)
     secret = settings.signing_key()
-    notifier = Notifier(settings)
+    notifier = Notifier(settings, secret)
     uow = unit_of_work(db)
     service = CloudService(settings=settings, uow=uow, storage=storage, secret=secret, on_event=notifier)
     queue = JobQueue(settings=settings, uow=uow, storage=storage, on_event=notifier)
@@ -88,6 +89,7 @@ def create_app(settings: Settings, *, maintenance: bool = True) -> FastAPI:
     )
     app.state.ctx = ctx
     app.fast_lane = PollFastLane(super(OpenScanCloudApp, app).__call__, ctx)
+    app.add_middleware(RequestLimits, settings=settings)
     errors.install(app)
     app.include_router(legacy.router)
     app.include_router(uploads.router)

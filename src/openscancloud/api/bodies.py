@@ -13,8 +13,9 @@ from typing import AsyncIterator
 
 from python_multipart.multipart import MultipartParser
 
-from openscancloud.domain.errors import InvalidInput
+from openscancloud.domain.errors import InvalidInput, TooLarge
 
+MAX_OTHER_FIELDS = 64 * 1024  # bytes of all non-file fields together (uploaders send none or a few small ones)
 _BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,\-./:=?]{1,70}")
 _SNIFF = 512
 
@@ -54,6 +55,7 @@ async def file_bytes(stream: AsyncIterator[bytes], content_type: str) -> AsyncIt
 
     out: list[bytes] = []
     state = {"field": b"", "value": b"", "disposition": b"", "take": False, "taken": False, "done": False}
+    other = [0]
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
         state["field"] += data[start:end]
@@ -76,6 +78,8 @@ async def file_bytes(stream: AsyncIterator[bytes], content_type: str) -> AsyncIt
     def on_part_data(data: bytes, start: int, end: int) -> None:
         if state["take"]:
             out.append(data[start:end])
+        else:
+            other[0] += end - start
 
     def on_part_end() -> None:
         if state["take"]:
@@ -91,6 +95,9 @@ async def file_bytes(stream: AsyncIterator[bytes], content_type: str) -> AsyncIt
             parser.write(data)
         except Exception as exc:  # python-multipart raises its own parse errors
             raise InvalidInput(f"The multipart upload body could not be read ({exc}).", code="bad_multipart") from None
+        if other[0] > MAX_OTHER_FIELDS:
+            raise TooLarge(f"The multipart upload carries more than {MAX_OTHER_FIELDS} bytes besides the 'file' "
+                           "field.", code="multipart_fields_too_large")
 
     feed(head)
     for piece in out:

@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from openscancloud.api.context import AppContext, get_ctx
-from openscancloud.domain.errors import DomainError, Gone, NotFound
+from openscancloud.domain.errors import DomainError, Forbidden, Gone, NotFound
 from openscancloud.storage.base import Storage, supports_presign
 
 router = APIRouter(tags=["signed links"])
@@ -49,10 +49,10 @@ def ranged_file_response(request: Request, storage: Storage, project_id: str, si
 
 
 @router.api_route("/download/{project_id}/result.zip", methods=["GET", "HEAD"])
-async def download_result(request: Request, project_id: str, e: int = 0, s: str = "") -> Response:
+async def download_result(request: Request, project_id: str, g: int = 0, e: int = 0, s: str = "") -> Response:
     ctx = get_ctx(request)
-    ctx.signer.verify("download", project_id, expires=e, signature=s)
-    project = await run_in_threadpool(_project, ctx, project_id)
+    ctx.signer.verify("download", project_id, g, expires=e, signature=s)
+    project = await run_in_threadpool(_project, ctx, project_id, g)
     size = await run_in_threadpool(ctx.storage.result_size, project_id)
     if project.data_deleted or size is None:
         raise Gone("The result was deleted at the end of the retention period.", code="result_deleted")
@@ -65,9 +65,14 @@ async def download_result(request: Request, project_id: str, e: int = 0, s: str 
     return ranged_file_response(request, ctx.storage, project_id, size, filename)
 
 
-def _project(ctx: AppContext, project_id: str) -> Any:
+def _project(ctx: AppContext, project_id: str, generation: int) -> Any:
+    """The project whose result this link may serve: same generation (not reprocessed since the link was made)
+    and its token still active (links die with their token)."""
     with ctx.service.uow() as repo:
         project = repo.project_by_id(project_id)
-        if project is None or project.status != "done":
-            raise NotFound("There is no result for this link (the project was reset or deleted).")
+        if project is None or project.status != "done" or project.upload_generation != generation:
+            raise NotFound("There is no result for this link (the project was reset, reprocessed or deleted).")
+        owner = repo.token_by_id(project.token_id)
+        if owner is None or owner.status != "active":
+            raise Forbidden("This download link is no longer valid: its token was revoked.", code="token_revoked")
         return project

@@ -55,7 +55,8 @@ class PollFastLane:
 
     async def _rest(self, request: Request, project_id: str) -> Any:
         return await self.ctx.poller.answer(request, bearer(request), project_id=project_id, rest=True,
-                                            seen=request.headers.get("if-none-match"))
+                                            seen=request.headers.get("if-none-match"),
+                                            project_key=request.headers.get("x-project-key"))
 
 
 async def _send_answer(send: Any, answer: Answer) -> None:

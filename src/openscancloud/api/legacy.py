@@ -23,6 +23,7 @@ from openscancloud.domain.errors import DomainError, InvalidInput, Unavailable
 from openscancloud.domain.lifecycle import ACCEPTS_UPLOADS
 from openscancloud.domain.service import TokenView
 from openscancloud.domain.tokens import hash_token
+from openscancloud.notify.webhook import webhook_secret
 
 router = APIRouter(tags=["legacy protocol"])
 LEGACY = ["GET", "POST"]
@@ -40,7 +41,7 @@ async def legacy_params(request: Request) -> dict[str, str]:
         if "json" in ctype:
             try:
                 body = await request.json()
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise InvalidInput("The request body is not valid JSON.") from None
             if isinstance(body, dict):
                 params.update({k: str(v) for k, v in body.items() if v is not None and not isinstance(v, (list, dict))})
@@ -82,10 +83,17 @@ async def _token(ctx: AppContext, params: dict[str, str]) -> TokenView:
     return await run_in_threadpool(ctx.service.authenticate, params.get("token"), ("public", "private", "admin"))
 
 
-def project_info(ctx: AppContext, request: Request, project: Any) -> dict[str, Any]:
-    """The getProjectInfo answer (also used by REST v1)."""
+def project_info(ctx: AppContext, request: Request, project: Any, *, owner_view: bool = False) -> dict[str, Any]:
+    """The getProjectInfo answer (also used by REST v1). `owner_view` (REST, where the caller proved it holds
+    the project's key or private token) adds the secrets that belong to the owner: `project_key` and
+    `webhook_secret`."""
     base = base_url(request, ctx.settings)
     info = ctx.service.project_view(project)
+    if owner_view:
+        if project.project_key:
+            info["project_key"] = project.project_key
+        if project.webhook_url:
+            info["webhook_secret"] = webhook_secret(ctx.signer.key, project.id)
     info["dlink"] = download_link(base, ctx.signer, project)
     info["ulink"] = upload_links(base, ctx.signer, project) if project.status in ACCEPTS_UPLOADS else []
     info["parts"] = ctx.service.parts_info(project)
@@ -106,6 +114,7 @@ async def create_project(request: Request) -> dict[str, Any]:
     project, charged = await run_in_threadpool(
         ctx.service.create_project, token, params.get("project"), params.get("photos"), params.get("parts"),
         params.get("filesize"), quality=params.get("quality") or None, webhook_url=params.get("webhook") or None,
+        client_ip=client_ip(request),
     )
     base = base_url(request, ctx.settings)
     return {
@@ -157,22 +166,27 @@ async def get_queue_estimate(request: Request) -> dict[str, Any]:
 
 @router.api_route("/requestToken", methods=LEGACY)
 async def request_token(request: Request) -> dict[str, Any]:
+    """Ask for a private token. When the server can send mail and knows its public URL, the token is mailed
+    with a confirmation link built from that URL (never from the request's Host header). Otherwise the request
+    is recorded for the operator to approve (`openscan-cloud tokens requests` / `tokens approve ID`)."""
     ctx, params = await _prepare(request)
-    if not ctx.notifier.mailer.enabled:
-        raise Unavailable("This server cannot send e-mail, so tokens cannot be requested here; "
-                          "ask the operator for a token.", code="email_disabled")
-    mail, forename = params.get("mail", ""), params.get("forename", "")
-    token = await run_in_threadpool(
-        ctx.service.request_token, mail, forename, params.get("lastname", ""), client_ip(request)
+    issue_now = ctx.notifier.mailer.enabled and bool(ctx.settings.public_url)
+    row, token = await run_in_threadpool(
+        lambda: ctx.service.request_token(params.get("mail", ""), params.get("forename", ""),
+                                          params.get("lastname", ""), client_ip(request), issue_now=issue_now)
     )
+    if token is None:
+        return {"status": "requested",
+                "message": "Your request was recorded. The operator of this server will check it and send you "
+                           "a token by e-mail."}
     h = hash_token(token)
-    confirm = f"{base_url(request, ctx.settings)}/confirmToken?h={h}&s={ctx.signer.sign('confirm', h, expires=0)}"
+    confirm = f"{ctx.settings.public_url.rstrip('/')}/confirmToken?h={h}&s={ctx.signer.sign('confirm', h, expires=0)}"
     try:
-        await run_in_threadpool(ctx.notifier.send_token_mail, mail.strip(), forename.strip(), token, confirm)
+        await run_in_threadpool(ctx.notifier.send_token_mail, row.email, row.forename or "", token, confirm)
     except Exception:
         raise Unavailable("The e-mail with your token could not be sent; please try again later.",
                           code="email_failed") from None
-    return {"status": "requested", "message": f"A token was sent to {mail.strip()}."}
+    return {"status": "requested", "message": f"A token was sent to {row.email}."}
 
 
 @router.get("/confirmToken")

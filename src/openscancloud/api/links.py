@@ -1,7 +1,7 @@
 """Signed URLs. Layout (all parameters are server-generated; nothing user-supplied becomes a path):
 
 * upload part:     /upload/<project_id>/<index>?g=<generation>&e=<expires>&s=<sig>
-* download result: /download/<project_id>/result.zip?e=<expires>&s=<sig>
+* download result: /download/<project_id>/result.zip?g=<generation>&e=<expires>&s=<sig>
 * worker input:    /worker-files/<job_id>/<attempt>/input.zip?e=..&s=..
 * worker result:   /worker-files/<job_id>/<attempt>/result.zip?e=..&s=..
 """
@@ -55,8 +55,9 @@ def download_link(base: str, signer: Signer, project: Any) -> str | None:
     if project.status != "done" or project.result_size is None or project.delete_after is None:
         return None
     expires = _epoch(project.delete_after)
-    sig = signer.sign("download", project.id, expires=expires)
-    return f"{base}/download/{project.id}/result.zip?e={expires}&s={sig}"
+    gen = project.upload_generation  # a reset (reprocessing) bumps it: old links never serve the newer result
+    sig = signer.sign("download", project.id, gen, expires=expires)
+    return f"{base}/download/{project.id}/result.zip?g={gen}&e={expires}&s={sig}"
 
 
 def worker_file_link(base: str, signer: Signer, job_id: str, attempt: int, what: str, lifetime: int) -> str:

@@ -33,6 +33,7 @@ from openscancloud.domain.errors import DomainError, NotFound
 from openscancloud.domain.lifecycle import ACCEPTS_UPLOADS, ACTIVE_JOB, TERMINAL
 from openscancloud.domain.reporting import render_project_view
 from openscancloud.domain.tokens import TokenStatus, hash_token
+from openscancloud.notify.webhook import webhook_secret
 
 USER_KINDS = ("public", "private", "admin")
 
@@ -63,11 +64,12 @@ class ProjectPoller:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def answer(self, request: Request, secret: str | None, *, name: str | None = None,
-                     project_id: str | None = None, rest: bool = False, seen: str | None = None) -> Answer:
+                     project_id: str | None = None, rest: bool = False, seen: str | None = None,
+                     project_key: str | None = None) -> Answer:
         """The answer for the token `secret` and its project (by legacy name or REST id); raises the domain
         layer's error when the token may not see it. `seen`: the client's If-None-Match (→ no body if equal)."""
         base = fast_base_url(request.scope, self.ctx.settings) or base_url(request, self.ctx.settings)
-        snap = await self._snapshot(secret, name, project_id, rest)
+        snap = await self._snapshot(secret, name, project_id, rest, project_key)
         project = snap.project
         offsets: tuple[int, ...] = ()
         if snap.parts is not None and project.status in ACCEPTS_UPLOADS:
@@ -78,9 +80,10 @@ class ProjectPoller:
         average = None
         if snap.job is not None and project.status in ACTIVE_JOB:
             average = await self.reader.average_duration()
-        return Answer(etag, self._render(snap, base, offsets, average), project.status)
+        return Answer(etag, self._render(snap, base, offsets, average, owner_view=rest), project.status)
 
-    async def _snapshot(self, secret: str | None, name: str | None, project_id: str | None, rest: bool) -> Snapshot:
+    async def _snapshot(self, secret: str | None, name: str | None, project_id: str | None, rest: bool,
+                        project_key: str | None = None) -> Snapshot:
         snap = None
         if secret:
             snap = await self.reader.snapshot(hash_token(secret), name=name, project_id=project_id,
@@ -90,26 +93,33 @@ class ProjectPoller:
         if ordinary:
             return snap  # type: ignore[return-value]
         # The domain layer decides (and explains a refusal); what it allows is then read like any other.
-        allowed = await self._blocking(self._authorize, secret, name, project_id)
+        allowed = await self._blocking(self._authorize, secret, name, project_id, project_key)
         snap = await self.reader.snapshot(hash_token(secret or ""), project_id=allowed.id,
                                           parts_limit=self.ctx.settings.poll_parts_limit)
         if snap is None:  # the project vanished between the two reads
             raise NotFound("No project with this id.")
         return snap
 
-    def _authorize(self, secret: str | None, name: str | None, project_id: str | None) -> Any:
+    def _authorize(self, secret: str | None, name: str | None, project_id: str | None,
+                   project_key: str | None) -> Any:
         service = self.ctx.service
-        return service.get_project(service.authenticate(secret, USER_KINDS), name, project_id)
+        return service.get_project(service.authenticate(secret, USER_KINDS), name, project_id, project_key)
 
     def _offsets(self, project: Any, parts_rows: Any) -> tuple[int, ...]:
         """Bytes received so far of each incomplete part (resumable uploads live in storage only)."""
         done = {r.index for r in parts_rows}
         return tuple(self.ctx.storage.part_offset(project.id, i)[0] for i in range(project.parts) if i not in done)
 
-    def _render(self, snap: Snapshot, base: str, offsets: tuple[int, ...], average: float | None) -> bytes:
+    def _render(self, snap: Snapshot, base: str, offsets: tuple[int, ...], average: float | None,
+                owner_view: bool = False) -> bytes:
         project, job = snap.project, snap.job
         index = snap.queue_ahead if job is not None and not (job.status == "running" and job.started_at) else None
         info = render_project_view(project, job, self.ctx.service.clock(), average, index)
+        if owner_view:  # REST: the caller proved it holds the project's key or private token (as legacy.project_info)
+            if project.project_key:
+                info["project_key"] = project.project_key
+            if project.webhook_url:
+                info["webhook_secret"] = webhook_secret(self.ctx.signer.key, project.id)
         signer = self.ctx.signer
         info["dlink"] = download_link(base, signer, project)
         uploading = project.status in ACCEPTS_UPLOADS
@@ -124,11 +134,12 @@ class ProjectPoller:
         return pydantic_core.to_json(info)
 
     # --- the progress stream --------------------------------------------------------------------------------
-    async def events(self, request: Request, secret: str, project_id: str) -> StreamingResponse:
+    async def events(self, request: Request, secret: str, project_id: str,
+                     project_key: str | None = None) -> StreamingResponse:
         """`text/event-stream` of `status` events (data = the JSON of `GET /api/v1/projects/{id}`), sent at once
         and on every change, a `: keep-alive` comment after `events_keepalive_seconds` of silence; it ends after
         a terminal state. Access is checked before the stream starts (a refusal is an ordinary JSON error)."""
-        first = await self.answer(request, secret, project_id=project_id, rest=True)
+        first = await self.answer(request, secret, project_id=project_id, rest=True, project_key=project_key)
         settings = self.ctx.settings
 
         async def stream() -> AsyncIterator[bytes]:
@@ -148,7 +159,8 @@ class ProjectPoller:
                     return
                 try:
                     # If-None-Match = the tag already sent: an unchanged project costs a read, not a rendering
-                    answer = await self.answer(request, secret, project_id=project_id, rest=True, seen=last_tag)
+                    answer = await self.answer(request, secret, project_id=project_id, rest=True, seen=last_tag,
+                                               project_key=project_key)
                 except DomainError as exc:  # token revoked or project deleted meanwhile
                     yield b"event: error\ndata: " + pydantic_core.to_json(
                         {"status": exc.status, "code": exc.code, "detail": exc.message}) + b"\n\n"

@@ -37,11 +37,11 @@ class ClaimIn(BaseModel):
 
 class HeartbeatIn(BaseModel):
     attempt: int
-    worker_id: str | None = None
-    stage: str | None = None
+    worker_id: str | None = Field(default=None, max_length=64)
+    stage: str | None = Field(default=None, max_length=200)
     progress: float | None = Field(default=None, ge=0, le=1)
-    message: str | None = None
-    log_tail: str | None = None
+    message: str | None = Field(default=None, max_length=20_000)
+    log_tail: str | None = Field(default=None, max_length=200_000)
 
 
 class CompleteIn(BaseModel):
@@ -53,6 +53,11 @@ class FailIn(BaseModel):
     attempt: int
     message: str = "Processing failed."
     user_error: bool = False
+
+
+def _holder(token: TokenView) -> int | None:
+    """Worker tokens may only touch the jobs their own workers hold; the admin token may touch any."""
+    return None if token.kind == "admin" else token.id
 
 
 @router.post("/register")
@@ -87,7 +92,7 @@ async def heartbeat(job_id: str, body: HeartbeatIn, request: Request,
                     token: TokenView = Depends(worker_token)) -> dict[str, bool]:
     ctx = get_ctx(request)
     cancel = await run_in_threadpool(
-        lambda: ctx.queue.heartbeat(token.id, body.worker_id, job_id, body.attempt, stage=body.stage,
+        lambda: ctx.queue.heartbeat(_holder(token), body.worker_id, job_id, body.attempt, stage=body.stage,
                                     progress=body.progress, message=body.message, log_tail=body.log_tail)
     )
     return {"cancel": cancel}
@@ -97,14 +102,14 @@ async def heartbeat(job_id: str, body: HeartbeatIn, request: Request,
 async def complete(job_id: str, body: CompleteIn, request: Request,
                    token: TokenView = Depends(worker_token)) -> dict[str, str]:
     ctx = get_ctx(request)
-    await run_in_threadpool(ctx.queue.complete, job_id, body.attempt, body.report)
+    await run_in_threadpool(ctx.queue.complete, job_id, body.attempt, body.report, _holder(token))
     return {"status": "done"}
 
 
 @router.post("/jobs/{job_id}/fail")
 async def fail(job_id: str, body: FailIn, request: Request, token: TokenView = Depends(worker_token)) -> dict[str, str]:
     ctx = get_ctx(request)
-    await run_in_threadpool(ctx.queue.fail, job_id, body.attempt, body.message, body.user_error)
+    await run_in_threadpool(ctx.queue.fail, job_id, body.attempt, body.message, body.user_error, _holder(token))
     return {"status": "failed"}
 
 

@@ -3,7 +3,8 @@
 * `LegacyApi` — the OpenScan Cloud protocol the scanner firmware speaks: `GET /<endpoint>?token=..&project=..`
   with HTTP Basic `openscan`/`free`. Works with this server and with the original service.
 * `V1Api` — REST `/api/v1` with a Bearer token and problem+json errors. Projects have server IDs there; the SDK
-  keeps addressing them by name and looks the ID up once.
+  keeps addressing them by name and looks the ID up once. Projects made with a public token also have a key
+  (`X-Project-Key` on every call); ids and keys are kept in `ProjectKeys` so later runs find them.
 
 Both return the same JSON shapes (this server's v1 project resource is the legacy `getProjectInfo` answer), and
 the signed part/result links are the same, so everything above this module is shared.
@@ -17,6 +18,7 @@ from typing import Any, Callable, Protocol
 import httpx
 
 from openscancloud.client.errors import ClientError, ProjectNotFound
+from openscancloud.client.state import ProjectKeys
 from openscancloud.client.transport import RetryPolicy, error_from_response, send_with_retry
 
 
@@ -82,15 +84,19 @@ class LegacyApi:
 
 class V1Api:
     def __init__(self, http: httpx.Client, server: str, token: str, retry: RetryPolicy,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, keys: ProjectKeys | None = None) -> None:
         self.http, self.base, self.retry, self.sleep = http, f"{server}/api/v1", retry, sleep
-        self.server = server
+        self.server, self.token, self.keys = server, token, keys
         self.headers = {"Authorization": f"Bearer {token}"}
         self._ids: dict[str, str] = {}
+        self._keys: dict[str, str] = {}
 
-    def _send(self, method: str, path: str, action: str, json: dict | None = None) -> dict:
+    def _send(self, method: str, path: str, action: str, json: dict | None = None, name: str | None = None) -> dict:
+        headers = dict(self.headers)
+        if name is not None and name in self._keys:
+            headers["X-Project-Key"] = self._keys[name]
         response = send_with_retry(
-            lambda: self.http.request(method, f"{self.base}{path}", json=json, headers=self.headers),
+            lambda: self.http.request(method, f"{self.base}{path}", json=json, headers=headers),
             action=action, retry=self.retry, sleep=self.sleep,
         )
         if response.status_code >= 300:
@@ -98,6 +104,12 @@ class V1Api:
         return _json_object(response, f"{method} {path}", self.server)
 
     def _id(self, name: str) -> str:
+        if name not in self._ids and self.keys is not None:
+            known = self.keys.load(self.server, self.token, name)
+            if known is not None:
+                self._ids[name] = known[0]
+                if known[1]:
+                    self._keys[name] = known[1]
         if name not in self._ids:
             listing = self._send("GET", "/projects", f"find the project {name}").get("projects") or []
             for item in listing:
@@ -124,13 +136,17 @@ class V1Api:
                           {"name": name, "photos": photos, "parts": parts, "filesize": filesize})
         if data.get("id"):
             self._ids[name] = str(data["id"])
+            if data.get("project_key"):
+                self._keys[name] = str(data["project_key"])
+            if self.keys is not None:
+                self.keys.save(self.server, self.token, name, self._ids[name], self._keys.get(name))
         return data
 
     def info(self, name: str) -> dict[str, Any]:
-        return self._send("GET", f"/projects/{self._id(name)}", f"read the project {name}")
+        return self._send("GET", f"/projects/{self._id(name)}", f"read the project {name}", name=name)
 
     def start(self, name: str) -> dict[str, Any]:
-        return self._send("POST", f"/projects/{self._id(name)}/start", f"start the project {name}")
+        return self._send("POST", f"/projects/{self._id(name)}/start", f"start the project {name}", name=name)
 
     def reset(self, name: str) -> dict[str, Any]:
-        return self._send("POST", f"/projects/{self._id(name)}/reset", f"reset the project {name}")
+        return self._send("POST", f"/projects/{self._id(name)}/reset", f"reset the project {name}", name=name)

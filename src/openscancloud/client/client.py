@@ -52,7 +52,7 @@ from openscancloud.client.models import (
     UploadProgress,
     UploadResult,
 )
-from openscancloud.client.state import ProjectRecord, StateStore, normalise_server
+from openscancloud.client.state import ProjectKeys, ProjectRecord, StateStore, normalise_server
 from openscancloud.client.transport import RetryPolicy, error_from_response
 from openscancloud.client.uploader import DEFAULT_CHUNK_SIZE, PartUploader
 
@@ -136,7 +136,7 @@ class Client:
         if api == "legacy":
             self.api: ServerApi = LegacyApi(self.http, self.server, token, basic_auth, self.retry, sleep)
         elif api == "v1":
-            self.api = V1Api(self.http, self.server, token, self.retry, sleep)
+            self.api = V1Api(self.http, self.server, token, self.retry, sleep, keys=ProjectKeys(self.paths.state_dir))
         else:
             raise InputError(f"Unknown API {api!r}: use 'legacy' or 'v1'.")
 

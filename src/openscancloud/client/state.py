@@ -139,3 +139,33 @@ class StateStore:
             if record.source == str(source) and record.status in {"preparing", "created", "uploading", "uploaded"}:
                 return record
         return None
+
+
+class ProjectKeys:
+    """Server ids and project keys of projects this machine created through the REST API (`<state>/keys/`).
+
+    A project made with a server's shared public token is reachable over REST only with its key (the server
+    sends it once, in the create answer; it lists no public projects). One small file per project, readable by
+    this user only, so a later run — `status`, `download`, the desktop app — still finds the project."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = Path(state_dir) / "keys"
+
+    def _path(self, server: str, token: str, project: str) -> Path:
+        return self.dir / f"{record_key(server, token_fingerprint(token), project)}.json"
+
+    def save(self, server: str, token: str, project: str, project_id: str, key: str | None) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self._path(server, token, project)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"id": project_id, "key": key}, fh)
+        os.replace(tmp, path)
+
+    def load(self, server: str, token: str, project: str) -> tuple[str, str | None] | None:
+        try:
+            data = json.loads(self._path(server, token, project).read_text(encoding="utf-8"))
+            return str(data["id"]), (str(data["key"]) if data.get("key") else None)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None

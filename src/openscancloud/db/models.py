@@ -88,6 +88,14 @@ class Project(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     delete_after: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
     data_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Public-token projects only: the unguessable key REST callers must send as X-Project-Key (see
+    # docs/security.md). Private projects have None: their owner's token is secret enough.
+    project_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Set while one request joins and checks the parts (start): other starts, resets, cancels, deletes and
+    # uploads answer 409 instead of touching the files under it.
+    starting_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Who created it (client address; public-token quotas count per client).
+    client_ip: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class Part(Base):
@@ -99,6 +107,17 @@ class Part(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class PartWriter(Base):
+    """The one request currently writing a part. A second writer gets 409 while this row is fresh; the
+    writer refreshes `touched_at` while bytes flow, so a row left by a dead process goes stale quickly."""
+
+    __tablename__ = "part_writers"
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    writer: Mapped[str] = mapped_column(String(32))
+    touched_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Job(Base):
@@ -141,7 +160,8 @@ class Worker(Base):
 
 
 class TokenRequest(Base):
-    """A `/requestToken` call, kept for rate limiting per address and per IP."""
+    """A `/requestToken` call: kept for rate limiting per address and per IP, and (when the server cannot mail
+    the token itself) as the request the operator approves (`tokens requests` / `tokens approve`)."""
 
     __tablename__ = "token_requests"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -149,3 +169,7 @@ class TokenRequest(Base):
     ip: Mapped[str] = mapped_column(String(64), index=True)
     token_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    forename: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    surname: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="approved")
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

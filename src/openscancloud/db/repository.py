@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from openscancloud.db.database import Database
-from openscancloud.db.models import Job, LedgerEntry, Part, Project, Token, TokenRequest, Worker
+from openscancloud.db.models import Job, LedgerEntry, Part, PartWriter, Project, Token, TokenRequest, Worker
 
 
 class SqlRepository:
@@ -68,8 +68,24 @@ class SqlRepository:
             q = q.where(TokenRequest.ip == ip)
         return int(self.s.scalar(q) or 0)
 
-    def add_token_request(self, email: str, ip: str, token_id: int | None) -> None:
-        self.s.add(TokenRequest(email=email, ip=ip, token_id=token_id))
+    def add_token_request(self, email: str, ip: str, token_id: int | None, *, forename: str | None = None,
+                          surname: str | None = None, status: str = "approved") -> TokenRequest:
+        row = TokenRequest(email=email, ip=ip, token_id=token_id, forename=forename, surname=surname, status=status)
+        self.s.add(row)
+        self.s.flush()
+        return row
+
+    def token_requests(self, status: str | None = None) -> Sequence[TokenRequest]:
+        q = select(TokenRequest).order_by(TokenRequest.id)
+        if status is not None:
+            q = q.where(TokenRequest.status == status)
+        return self.s.scalars(q).all()
+
+    def token_request_by_id(self, request_id: int, *, lock: bool = False) -> TokenRequest | None:
+        q = select(TokenRequest).where(TokenRequest.id == request_id)
+        if lock:
+            q = q.with_for_update()
+        return self.s.scalar(q)
 
     # --- projects and parts ---------------------------------------------------------------------------------
     def add_project(self, **fields: Any) -> Project:
@@ -95,7 +111,47 @@ class SqlRepository:
             select(Project).where(Project.token_id == token_id).order_by(Project.created_at.desc())
         ).all()
 
+    def client_usage(self, token_id: int, client_ip: str, since: datetime) -> tuple[int, int, int]:
+        """(projects created since `since`, projects still open for uploads, their declared bytes) of one
+        client of one token."""
+        mine = (Project.token_id == token_id, Project.client_ip == client_ip)
+        created = self.s.scalar(select(func.count()).select_from(Project).where(*mine, Project.created_at >= since))
+        open_count, open_bytes = self.s.execute(
+            select(func.count(), func.coalesce(func.sum(Project.filesize), 0))
+            .where(*mine, Project.status.in_(["created", "uploading"]))
+        ).one()
+        return int(created or 0), int(open_count or 0), int(open_bytes or 0)
+
+    def claim_part_writer(self, project_id: str, index: int, writer: str, now: datetime,
+                          stale_before: datetime) -> bool:
+        """Become the one writer of a part unless a fresh writer holds it (the caller holds the project lock)."""
+        row = self.s.get(PartWriter, (project_id, index))
+        if row is not None and row.touched_at >= stale_before:
+            return False
+        if row is None:
+            self.s.add(PartWriter(project_id=project_id, index=index, writer=writer, touched_at=now))
+        else:
+            row.writer, row.touched_at = writer, now
+        self.s.flush()
+        return True
+
+    def touch_part_writer(self, project_id: str, index: int, writer: str, now: datetime) -> bool:
+        row = self.s.get(PartWriter, (project_id, index))
+        if row is None or row.writer != writer:
+            return False
+        row.touched_at = now
+        return True
+
+    def release_part_writer(self, project_id: str, index: int, writer: str) -> None:
+        self.s.execute(delete(PartWriter).where(PartWriter.project_id == project_id, PartWriter.index == index,
+                                                PartWriter.writer == writer))
+
+    def part_writers_active(self, project_id: str, stale_before: datetime) -> int:
+        return int(self.s.scalar(select(func.count()).select_from(PartWriter).where(
+            PartWriter.project_id == project_id, PartWriter.touched_at >= stale_before)) or 0)
+
     def delete_project(self, project: Project) -> None:
+        self.s.execute(delete(PartWriter).where(PartWriter.project_id == project.id))
         self.s.execute(delete(Part).where(Part.project_id == project.id))
         self.s.execute(delete(Job).where(Job.project_id == project.id))
         self.s.delete(project)

@@ -3,12 +3,13 @@ ledger-based balance, top-ups, and `/requestToken` with its rate limits."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from openscancloud.domain import credit as creditrules
-from openscancloud.domain.errors import Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
+from openscancloud.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
 from openscancloud.domain.tokens import (
     TokenKind,
     TokenStatus,
@@ -29,6 +30,34 @@ class TokenView:
     email: str | None = None
     forename: str | None = None
     surname: str | None = None
+
+
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
+                            r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)+")
+MAX_PERSON_NAME = 100
+
+
+def check_plain_address(email: str | None) -> str:
+    """Exactly one plain address (`name@example.org`): no display name, no list, no comments. Lower-cased, so
+    spelling variants count against the same daily limit."""
+    email = (email or "").strip()
+    if len(email) > 254 or not _PLAIN_ADDRESS.fullmatch(email) or ".." in email:
+        raise InvalidInput("Please give one plain e-mail address like name@example.org (parameter 'mail').",
+                           code="invalid_email")
+    return email.lower()
+
+
+def check_person_name(value: str | None, field: str) -> str:
+    """A short name that can go into an e-mail: no control characters, no links."""
+    value = " ".join((value or "").split())
+    if not value:
+        raise InvalidInput("Please give your forename and lastname.", code="invalid_name")
+    if len(value) > MAX_PERSON_NAME:
+        raise InvalidInput(f"The {field} may be at most {MAX_PERSON_NAME} characters.", code="invalid_name")
+    lowered = value.lower()
+    if any(not ch.isprintable() for ch in value) or any(m in lowered for m in ("://", "www.", "<", ">")):
+        raise InvalidInput(f"The {field} may not contain links or markup.", code="invalid_name")
+    return value
 
 
 class Accounts:
@@ -179,16 +208,16 @@ class Accounts:
                 "status": row.status,
             }
 
-    def request_token(self, email: str, forename: str, lastname: str, ip: str) -> str:
-        """Create a pending private token for a person; the caller e-mails it. Rate-limited."""
-        email = (email or "").strip()
-        if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
-            raise InvalidInput("Please give a valid e-mail address (parameter 'mail').", code="invalid_email")
-        if not (forename or "").strip() or not (lastname or "").strip():
-            raise InvalidInput("Please give your forename and lastname.", code="invalid_name")
+    def request_token(self, email: str, forename: str, lastname: str, ip: str, *,
+                      issue_now: bool) -> tuple[Any, str | None]:
+        """Record a person's request for a private token. `issue_now` (the server can mail and knows its own
+        public URL): also create a pending token for the caller to mail with a confirmation link. Otherwise the
+        request waits for the operator (`approve_token_request`). Rate-limited per address and per client."""
+        email = check_plain_address(email)
+        forename, lastname = check_person_name(forename, "forename"), check_person_name(lastname, "lastname")
         now = self.clock()
         with self.uow() as repo:
-            if repo.count_token_requests(email=email.lower(), since=now - timedelta(days=1)) >= (
+            if repo.count_token_requests(email=email, since=now - timedelta(days=1)) >= (
                 self.settings.request_token_per_email_per_day
             ):
                 raise RateLimited("Too many token requests for this e-mail address today; try again tomorrow.")
@@ -196,15 +225,32 @@ class Accounts:
                 self.settings.request_token_per_ip_per_hour
             ):
                 raise RateLimited("Too many token requests from your network in the last hour; try again later.")
-            repo.add_token_request(email.lower(), ip, None)
-        token, _ = self.create_token(
-            TokenKind.PRIVATE,
-            forename=forename.strip()[:200],
-            surname=lastname.strip()[:200],
-            email=email,
-            status=TokenStatus.PENDING,
-        )
-        return token
+            row = repo.add_token_request(email, ip[:64], None, forename=forename, surname=lastname,
+                                         status="approved" if issue_now else "pending")
+            if not issue_now:
+                return row, None
+            token, view = self.create_token(TokenKind.PRIVATE, forename=forename, surname=lastname, email=email,
+                                            status=TokenStatus.PENDING)
+            row.token_id, row.approved_at = view.id, now
+            return row, token
+
+    def token_requests(self) -> list[Any]:
+        with self.uow() as repo:
+            return list(repo.token_requests())
+
+    def approve_token_request(self, request_id: int) -> tuple[Any, str]:
+        """Create the (active) private token of a pending request; returns the request and the token secret."""
+        now = self.clock()
+        with self.uow() as repo:
+            row = repo.token_request_by_id(request_id, lock=True)
+            if row is None:
+                raise NotFound(f"There is no token request {request_id}.")
+            if row.status != "pending":
+                raise Conflict(f"Token request {request_id} was already approved.", code="already_approved")
+            token, view = self.create_token(TokenKind.PRIVATE, forename=row.forename, surname=row.surname,
+                                            email=row.email)
+            row.status, row.token_id, row.approved_at = "approved", view.id, now
+            return row, token
 
     def confirm_token_hash(self, token_hash: str) -> None:
         with self.uow() as repo:

@@ -38,7 +38,8 @@ class Reporting:
         }
 
     def server_status(self) -> dict[str, Any]:
-        """Public summary: queue and the processing nodes online (name and hardware, whether busy)."""
+        """Public summary, answered without any token: how long the queue is and how many processing nodes
+        are online and busy. Names and hardware of the nodes are for the operator (`/api/v1/admin/workers`)."""
         now = self.clock()
         online_since = now - timedelta(seconds=self.settings.worker_offline_seconds)
         with self.uow() as repo:
@@ -49,10 +50,7 @@ class Reporting:
                 "queue_length": len(repo.queued_jobs()),
                 "processing": len(running),
                 "workers_online": len(online),
-                "workers": [
-                    {"name": w.name, "cpus": w.cpus, "ram_mb": w.ram_mb, "gpu": w.gpu, "busy": w.id in busy}
-                    for w in online
-                ],
+                "workers_busy": sum(1 for w in online if w.id in busy),
             }
 
     def worker_listing(self, include_offline_hours: float = 24.0) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 
 from openscancloud.domain.errors import InvalidInput, TooLarge
 
+AGGREGATE_FLOOR = 10_000_000  # below this, a high overall ratio (e.g. a few text files) harms nobody
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".heic", ".heif"}
 
 
@@ -46,6 +47,7 @@ def check_zip(path: Path, limits: ZipLimits, max_photos: int) -> ZipSummary:
             f"The zip has {len(infos)} entries; at most {limits.max_entries} are allowed.", code="zip_bomb"
         )
     total = 0
+    compressed = 0
     images = 0
     for info in infos:
         if _unsafe(info.filename):
@@ -55,6 +57,7 @@ def check_zip(path: Path, limits: ZipLimits, max_photos: int) -> ZipSummary:
                 code="unsafe_zip_path",
             )
         total += info.file_size
+        compressed += info.compress_size
         if info.file_size > 1_000_000 and info.file_size > limits.max_ratio * max(info.compress_size, 1):
             raise InvalidInput(
                 f"The zip entry {info.filename!r} expands {info.file_size / max(info.compress_size, 1):.0f} "
@@ -64,6 +67,13 @@ def check_zip(path: Path, limits: ZipLimits, max_photos: int) -> ZipSummary:
         if not info.is_dir() and PurePosixPath(info.filename).suffix.lower() in IMAGE_SUFFIXES:
             if not PurePosixPath(info.filename).name.startswith("."):
                 images += 1
+    # Many small entries can be a bomb too (each under the per-entry floor): judge the archive as a whole.
+    if total > AGGREGATE_FLOOR and total > limits.max_ratio * max(compressed, 1):
+        raise InvalidInput(
+            f"The zip expands {total / max(compressed, 1):.0f} times as a whole; more than "
+            f"{limits.max_ratio:.0f} looks like a zip bomb.",
+            code="zip_bomb",
+        )
     if total > limits.max_uncompressed_bytes:
         raise InvalidInput(
             f"The zip would expand to {total} bytes; at most {limits.max_uncompressed_bytes} are allowed.",

@@ -94,10 +94,17 @@ class JobQueue:
         return claim
 
     # --- during processing ----------------------------------------------------------------------------------
-    def _current(self, repo: Any, job_id: str, attempt: int, *, lock: bool = True) -> Any:
+    def _current(self, repo: Any, job_id: str, attempt: int, *, lock: bool = True,
+                 holder_token: int | None = None) -> Any:
+        """The job if `attempt` is its current one; with `holder_token`, also only if a worker registered with
+        that token holds it (a worker token cannot touch jobs other workers claimed)."""
         job = repo.job_by_id(job_id, lock=lock)
         if job is None:
             raise NotFound("Unknown job.", code="unknown_job")
+        if holder_token is not None:
+            holder = repo.worker_by_id(job.worker_id) if job.worker_id else None
+            if holder is None or holder.token_id != holder_token:
+                raise Forbidden("This job is held by another worker.", code="not_your_job")
         if job.attempt != attempt or job.status not in ("running", "cancelled"):
             raise Conflict(
                 "This attempt lost its lease; the job was given to another worker. Stop working on it.",
@@ -106,15 +113,15 @@ class JobQueue:
         return job
 
     def heartbeat(
-        self, token_id: int, worker_id: str | None, job_id: str, attempt: int, *, stage: str | None,
+        self, token_id: int | None, worker_id: str | None, job_id: str, attempt: int, *, stage: str | None,
         progress: float | None, message: str | None, log_tail: str | None,
     ) -> bool:
         """Extend the lease; returns True when the worker must cancel."""
         now = self.clock()
         with self.uow() as repo:
-            if worker_id:
+            if worker_id and token_id is not None:
                 self._worker(repo, token_id, worker_id)
-            job = self._current(repo, job_id, attempt)
+            job = self._current(repo, job_id, attempt, holder_token=token_id)
             if job.status == "cancelled" or job.cancel_requested:
                 return True
             job.lease_until = now + timedelta(seconds=self.settings.lease_seconds)
@@ -141,10 +148,10 @@ class JobQueue:
             job = self._current(repo, job_id, attempt, lock=False)
             return job.project_id
 
-    def complete(self, job_id: str, attempt: int, report: Any) -> None:
+    def complete(self, job_id: str, attempt: int, report: Any, token_id: int | None = None) -> None:
         now = self.clock()
         with self.uow() as repo:
-            job = self._current(repo, job_id, attempt)
+            job = self._current(repo, job_id, attempt, holder_token=token_id)
             if job.status != "running":
                 raise Conflict("This job was cancelled; its result is not kept.", code="cancelled")
             size = self.storage.result_size(job.project_id)
@@ -164,10 +171,10 @@ class JobQueue:
             self.storage.delete_input(project.id)
         self.on_event(event)
 
-    def fail(self, job_id: str, attempt: int, message: str, user_error: bool) -> None:
+    def fail(self, job_id: str, attempt: int, message: str, user_error: bool, token_id: int | None = None) -> None:
         now = self.clock()
         with self.uow() as repo:
-            job = self._current(repo, job_id, attempt)
+            job = self._current(repo, job_id, attempt, holder_token=token_id)
             if job.status != "running":
                 return  # cancelled meanwhile: nothing to record
             project = repo.project_by_id(job.project_id, lock=True)

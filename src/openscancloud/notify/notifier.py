@@ -8,15 +8,16 @@ from typing import Any
 
 from openscancloud.domain.service import Event
 from openscancloud.notify.email import Mailer
-from openscancloud.notify.webhook import post_webhook
+from openscancloud.notify.webhook import post_webhook, webhook_secret
 from openscancloud.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class Notifier:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, secret: bytes = b"") -> None:
         self.settings = settings
+        self.secret = secret
         self.mailer = Mailer(settings)
 
     def __call__(self, event: Event) -> None:
@@ -32,7 +33,9 @@ class Notifier:
         if event.webhook_url:
             payload: dict[str, Any] = {"event": event.kind, **event.project}
             post_webhook(event.webhook_url, payload, self.settings.webhook_attempts,
-                         self.settings.webhook_backoff_seconds)
+                         self.settings.webhook_backoff_seconds,
+                         secret=webhook_secret(self.secret, str(event.project.get("id"))),
+                         allow_private=self.settings.webhook_allow_private)
 
     def send_token_mail(self, to: str, forename: str, token: str, confirm_url: str) -> None:
         """Sent synchronously: the caller must know whether the token reached its owner."""
@@ -40,6 +43,16 @@ class Notifier:
             f"Hello {forename},\n\n"
             f"here is your OpenScan Cloud token:\n\n    {token}\n\n"
             f"Activate it by opening this link once:\n\n    {confirm_url}\n\n"
+            "Keep the token secret: whoever has it can use your credit.\n"
+        )
+        self.mailer.send(to, "Your OpenScan Cloud token", body)
+
+
+    def send_approved_token_mail(self, to: str, forename: str, token: str) -> None:
+        """The operator approved a token request: the token is active at once."""
+        body = (
+            f"Hello {forename},\n\n"
+            f"your request was approved. Here is your OpenScan Cloud token:\n\n    {token}\n\n"
             "Keep the token secret: whoever has it can use your credit.\n"
         )
         self.mailer.send(to, "Your OpenScan Cloud token", body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, BinaryIO, Iterator, Protocol
+from typing import AsyncIterator, BinaryIO, Iterator, Protocol, Sequence
 
 
 class PartTooLarge(Exception):
@@ -18,6 +18,14 @@ class OffsetMismatch(Exception):
     def __init__(self, offset: int) -> None:
         super().__init__(f"expected offset {offset}")
         self.offset = offset
+
+
+class PartMismatch(Exception):
+    """While joining the parts, one did not have the size and sha256 recorded for it; nothing was kept."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(f"part {index} differs from what was recorded")
+        self.index = index
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,11 @@ class Storage(Protocol):
     def delete_parts(self, project_id: str) -> None: ...
 
     # --- input zip ------------------------------------------------------------------------------------------
-    def assemble_input(self, project_id: str, parts: int) -> int: ...
+    def assemble_input(self, project_id: str, parts: int,
+                       expected: Sequence[tuple[int, str]] | None = None) -> int:
+        """Join parts 0..parts-1 into input.zip. With `expected` ((size, sha256) per part) every part is checked
+        while it is copied; a difference raises `PartMismatch` and leaves no input behind."""
+        ...
 
     def local_input(self, project_id: str) -> AbstractContextManager[Path]:
         """The input zip as a local file for the duration of the `with` (a download for object stores)."""

@@ -14,18 +14,28 @@ import shutil
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import AsyncIterator, BinaryIO, Iterator
+from typing import AsyncIterator, BinaryIO, Iterator, Sequence
 
-from openscancloud.storage.base import OffsetMismatch, PartTooLarge, StoredPart
+from openscancloud.storage.base import OffsetMismatch, PartMismatch, PartTooLarge, StoredPart
 
 _ID = re.compile(r"[0-9a-f]{32}")
 _BATCH = 1 << 20
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class LocalStorage:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        (self.root / "projects").mkdir(parents=True, exist_ok=True)
+        (self.root / "projects").mkdir(parents=True, exist_ok=True, mode=0o700)
+        for folder in (self.root, self.root / "projects"):  # photos are private: only the server's user reads them
+            folder.chmod(0o700)
 
     # --- paths (IDs only) -----------------------------------------------------------------------------------
     def _project_dir(self, project_id: str) -> Path:
@@ -109,12 +119,9 @@ class LocalStorage:
                 raise
         if offset < total:
             return offset, None
-        digest = hashlib.sha256()
-        with open(partial, "rb") as fh:
-            while block := fh.read(1 << 20):
-                digest.update(block)
+        sha256 = await asyncio.to_thread(_file_sha256, partial)  # hashing 200 MB must not stall the event loop
         os.replace(partial, self._part_path(project_id, index))
-        return offset, StoredPart(index=index, size=offset, sha256=digest.hexdigest())
+        return offset, StoredPart(index=index, size=offset, sha256=sha256)
 
     def part_offset(self, project_id: str, index: int) -> tuple[int, bool]:
         """Bytes received for a part and whether it is complete."""
@@ -130,15 +137,23 @@ class LocalStorage:
         shutil.rmtree(self._project_dir(project_id) / "parts", ignore_errors=True)
 
     # --- input ----------------------------------------------------------------------------------------------
-    def assemble_input(self, project_id: str, parts: int) -> int:
-        """Concatenate parts 0..parts-1 into input.zip (atomically); returns its size."""
+    def assemble_input(self, project_id: str, parts: int,
+                       expected: Sequence[tuple[int, str]] | None = None) -> int:
+        """Concatenate parts 0..parts-1 into input.zip (atomically), each checked against `expected`
+        (size, sha256) when given; returns its size."""
         target = self._project_dir(project_id) / "input.zip"
         tmp = self._tmp(target.parent)
         try:
             with open(tmp, "wb") as out:
                 for i in range(parts):
+                    digest, size = hashlib.sha256(), 0
                     with open(self._part_path(project_id, i), "rb") as src:
-                        shutil.copyfileobj(src, out, 4 << 20)
+                        while block := src.read(4 << 20):
+                            out.write(block)
+                            digest.update(block)
+                            size += len(block)
+                    if expected is not None and (size, digest.hexdigest()) != tuple(expected[i]):
+                        raise PartMismatch(i)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)

@@ -30,9 +30,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator, BinaryIO, Iterator
+from typing import Any, AsyncIterator, BinaryIO, Iterator, Sequence
 
-from openscancloud.storage.base import OffsetMismatch, PartTooLarge, StoredPart
+from openscancloud.storage.base import OffsetMismatch, PartMismatch, PartTooLarge, StoredPart
 
 _ID = re.compile(r"[0-9a-f]{32}")
 CHUNK = 8 << 20  # multipart piece size: ≥ 5 MiB (S3's minimum for all but the last piece)
@@ -48,6 +48,24 @@ class S3Config:
     secret_access_key: str | None = None
     presign_endpoint_url: str | None = None  # the S3 address clients can reach, if different from endpoint_url
     create_bucket: bool = False
+
+
+def _check_parts(joined: Path, expected: Sequence[tuple[int, str]]) -> None:
+    """Compare the joined file piece by piece with the recorded (size, sha256) of each part."""
+    total = sum(size for size, _ in expected)
+    if joined.stat().st_size != total:
+        raise PartMismatch(len(expected) - 1)
+    with open(joined, "rb") as fh:
+        for index, (size, sha256) in enumerate(expected):
+            digest, left = hashlib.sha256(), size
+            while left > 0:
+                block = fh.read(min(left, 1 << 20))
+                if not block:
+                    raise PartMismatch(index)
+                digest.update(block)
+                left -= len(block)
+            if digest.hexdigest() != sha256:
+                raise PartMismatch(index)
 
 
 def parse_storage_url(url: str) -> tuple[str, str]:
@@ -292,7 +310,8 @@ class S3Storage:
         return StoredPart(index=index, size=size, sha256=digest.hexdigest())
 
     # --- input ----------------------------------------------------------------------------------------------
-    def assemble_input(self, project_id: str, parts: int) -> int:
+    def assemble_input(self, project_id: str, parts: int,
+                       expected: Sequence[tuple[int, str]] | None = None) -> int:
         """Join the parts into input.zip in the bucket; a local copy is kept for the zip check that follows
         (`local_input`) so the bytes are not downloaded twice."""
         fd, tmp = tempfile.mkstemp(prefix=f"input-{os.getpid()}-{project_id}-", suffix=".zip", dir=self.scratch)
@@ -300,7 +319,11 @@ class S3Storage:
             with os.fdopen(fd, "wb") as local:
                 size = self._copy_keys_into([self._part_key(project_id, i) for i in range(parts)],
                                             f"{self._dir(project_id)}input.zip", hashlib.sha256(), local)
+            if expected is not None:
+                _check_parts(Path(tmp), expected)
         except BaseException:
+            if expected is not None:
+                self.delete_input(project_id)
             Path(tmp).unlink(missing_ok=True)
             raise
         with self._lock:
