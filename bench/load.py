@@ -195,10 +195,11 @@ async def upload_load(links: list[str], part_bytes: int) -> dict[str, Any]:
     return {"bytes": sum(sizes), "seconds": elapsed, "mb_s": sum(sizes) / 1e6 / elapsed}
 
 
-def start_api(env: dict[str, str], port: int, processes: int, log: Path, src: Path | None = None) -> subprocess.Popen:
+def start_api(env: dict[str, str], port: int, processes: int, log: Path, src: Path | None = None,
+              factory: str = "asgi_entry:app") -> subprocess.Popen:
     """`processes` API processes sharing one port (uvicorn's own process manager), no processing worker; with
     `src`, the server code comes from that source tree (e.g. the previous version, for a before/after ratio)."""
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "asgi_entry:app", "--app-dir", str(HERE / "scale"),
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", factory, "--app-dir", str(HERE / "scale"),
            "--host", "127.0.0.1", "--port", str(port), "--workers", str(processes), "--log-level", "warning"]
     if src is not None:
         env = {**env, "PYTHONPATH": os.pathsep.join([str(src), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
@@ -245,6 +246,14 @@ def run_load(root: Path, *, clients: int = 50, seconds: float = 20.0, uploads: i
     bearer = {"Authorization": f"Bearer {private}"}
     configs = [("this", n) for n in processes] + ([("before", 1)] if compare_src else [])
     try:
+        port = free_port()
+        floor = start_api(env, port, 1, root / "api_bare.log", factory="asgi_entry:bare")
+        try:
+            result["floor"] = measured(floor.pid, f"http://127.0.0.1:{port}", "/", clients, seconds, expect=304)
+            log(f"bare uvicorn 304: {result['floor']}")
+        finally:
+            floor.terminate()
+            floor.wait(timeout=30)
         for version, n in configs:
             port = free_port()
             server = start_api(env, port, n, root / f"api_{version}_{n}.log",
@@ -317,6 +326,8 @@ def markdown(r: dict[str, Any]) -> str:
         version, n = key.split(":")
         who = f"{n} process{'es' if int(n) > 1 else ''}" + (", **previous version**" if version == "before" else "")
         rows += [_row(f"{label}, {who}", run[k]) for k, label in names.items() if k in run]
+    if "floor" in r:
+        rows.append(_row("reference: a bare ASGI app answering 304, no work (uvicorn + HTTP alone)", r["floor"]))
     lines = [f"""
 `.venv/bin/python bench/load.py{' --compare-src OLD/src' if r.get('compare_src') else ''}` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.
 API processes started as `uvicorn --factory ... --workers N` ({r['database']}, local-disk storage) on 127.0.0.1;

@@ -101,9 +101,8 @@ class Snapshot:
     def version_key(self) -> tuple:
         """Everything the answer depends on except the clock: equal keys mean an equal answer (apart from the
         ETA estimate). Used for the ETag and by the progress stream to notice changes."""
-        p, j = self.project, self.job
-        return (tuple(getattr(p, c) for c in _P_COLS),
-                None if j is None else tuple(getattr(j, c) for c in _J_COLS),
+        p, j = self.project, self.job  # attributes in column order (built that way by `_snapshot`)
+        return (tuple(vars(p).values()), None if j is None else tuple(vars(j).values()),
                 self.parts_done, self.parts_last, self.parts)
 
 
