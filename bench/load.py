@@ -279,6 +279,10 @@ def run_load(root: Path, *, clients: int = 50, seconds: float = 20.0, uploads: i
                 result["runs"][f"{version}:{n}"] = run
                 if (version, n) == configs[0] and uploads:
                     upload_figures(result, root, server.pid, http, public, uploads, part_mb, log)
+                if version == "before" and uploads:  # the same upload test on the previous version: a ratio
+                    before: dict[str, Any] = {}
+                    upload_figures(before, root, server.pid, http, public, uploads, part_mb, log, name="big-before.zip")
+                    result["upload_before"] = before
                 http.close()
             finally:
                 server.terminate()
@@ -293,13 +297,13 @@ def run_load(root: Path, *, clients: int = 50, seconds: float = 20.0, uploads: i
 
 
 def upload_figures(result: dict[str, Any], root: Path, pid: int, http: Any, token: str, uploads: int,
-                   part_mb: int, log: Any) -> None:
+                   part_mb: int, log: Any, name: str = "big.zip") -> None:
     """dd, then `uploads` concurrent parts of `part_mb` MB while sampling the API's RSS."""
     part_bytes = part_mb * 1_000_000
     result["dd_mb_s"] = dd_speed(root / "data", uploads * part_mb // 2)
     result["dd_cached_mb_s"] = dd_speed(root / "data", uploads * part_mb // 2, sync=False)
     log(f"dd: {result['dd_mb_s']:.0f} MB/s flushed, {result['dd_cached_mb_s']:.0f} MB/s page cache")
-    created = http.get("/createProject", params=dict(token=token, project="big.zip", photos=10, parts=uploads,
+    created = http.get("/createProject", params=dict(token=token, project=name, photos=10, parts=uploads,
                                                      filesize=uploads * part_bytes)).json()
     sampler = RssSampler(pid)
     result["rss_before_mb"] = sampler.rss() / 2**20
@@ -360,6 +364,12 @@ system time of the API process tree divided by the answers: the figure that depe
 | `dd if=/dev/zero bs=1M` to the same disk, same run: without / with `conv=fdatasync` | {r['dd_cached_mb_s']:.0f} / {r['dd_mb_s']:.0f} MB/s → the uploads reach {100 * u['mb_s'] / r['dd_cached_mb_s']:.0f} % of `dd` into the page cache (parts are written like that: not fsync'ed) and **{100 * u['mb_s'] / r['dd_mb_s']:.0f} %** of the flushed rate |
 | API process RSS: before → peak during the uploads → after | {r['rss_before_mb']:.0f} → **{r['rss_peak_mb']:.0f}** → {r['rss_after_mb']:.0f} MB (flat: {r['uploads']} × {r['part_mb']} MB = {r['uploads'] * r['part_mb']} MB never held in memory) |
 """)
+        b = r.get("upload_before")
+        if b:
+            lines.append(f"| the same uploads on the **previous version**, same run (its own `dd` just before) | "
+                         f"{b['upload']['mb_s']:.0f} MB/s = {100 * b['upload']['mb_s'] / b['dd_mb_s']:.0f} % of flushed `dd` "
+                         f"({b['dd_mb_s']:.0f} MB/s); RSS {b['rss_before_mb']:.0f} → {b['rss_peak_mb']:.0f} MB → this version reaches "
+                         f"**{100 * u['mb_s'] / b['upload']['mb_s']:.0f} %** of the previous one's throughput |\n")
     return "".join(lines)
 
 
