@@ -245,3 +245,34 @@ def test_event_stream_refusals_and_deletion(live):
                 if len(items) == 1:
                     assert http.delete(f"/api/v1/projects/{pid}", headers=_bearer(token)).status_code == 204
         assert items[0][0] == "status" and items[-1][0] == "error" and items[-1][1]["status"] == 404
+
+
+def test_postgres_read_connections_recover_after_the_server_dropped_them(tmp_path, pg_url):
+    """A database restart kills the polling path's idle connections: the next poll reconnects instead of
+    failing (the dead ones are dropped and the read is retried once)."""
+    import uuid
+
+    from sqlalchemy import create_engine
+
+    name = f"poll_recover_{uuid.uuid4().hex[:8]}"  # tells this test's connections apart from any other's
+    settings = Settings(data_dir=tmp_path / "d", maintenance_interval_seconds=0, private_credit_gb=5.0,
+                        database_url=f"{pg_url}&application_name={name}")
+    app = create_app(settings, maintenance=False)
+    ctx = app.state.ctx
+    token, _ = ctx.service.create_token(TokenKind.PRIVATE)
+    with TestClient(app) as client:
+        pid = client.post("/api/v1/projects", json={"name": "r.zip", "photos": 3, "filesize": 100, "parts": 1},
+                          headers=_bearer(token)).json()["id"]
+        first = client.get(f"/api/v1/projects/{pid}", headers=_bearer(token))
+        assert first.status_code == 200
+        admin = create_engine(pg_url)
+        with admin.begin() as conn:  # the reader's connections: their last statement was the poll snapshot
+            killed = conn.execute(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                "AND state = 'idle' AND application_name = :name AND query LIKE 'SELECT tokens.kind AS t_kind%'"),
+                {"name": name}).scalar()
+        admin.dispose()
+        assert killed >= 1
+        again = client.get(f"/api/v1/projects/{pid}", headers=_bearer(token))
+        assert again.status_code == 200 and again.content == first.content
+    ctx.db.dispose()

@@ -228,7 +228,10 @@ class AsyncPgReader(PollReader):
                     cur = await conn.execute(sql, values)
                     result = await (cur.fetchall() if many else cur.fetchone())
                 except psycopg.OperationalError:
-                    await _close_quietly(conn)
+                    # the server went away (restart, failover): the other idle connections are as dead as this one
+                    stale, self._idle = self._idle, []
+                    for dead in (conn, *stale):
+                        await _close_quietly(dead)
                     if attempt == 2:
                         raise
                     continue
