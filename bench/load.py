@@ -92,28 +92,52 @@ def dd_speed(directory: Path, megabytes: int, sync: bool = True) -> float:
 
 async def poll_load(base: str, path: str, clients: int, seconds: float, *, params: dict | None = None,
                     headers: dict | None = None, auth: Any = None, expect: int = 200) -> dict[str, Any]:
-    """`clients` loops each sending GET `path` back to back for `seconds`; answers other than `expect` count
-    as errors."""
-    import httpx
+    """`clients` keep-alive connections each sending GET `path` back to back for `seconds`; answers other than
+    `expect` count as errors.
 
+    A minimal HTTP/1.1 client on raw asyncio streams, not httpx: the load generator shares the cores with the
+    server, and httpx spends more CPU per request than the endpoints under test, so it would measure itself.
+    Each request is the same pre-built bytes; an answer is read by its status line, headers and
+    Content-Length (the polled endpoints never use chunked encoding)."""
+    import base64
+    from urllib.parse import urlencode, urlsplit
+
+    url = urlsplit(base)
+    target = path + ("?" + urlencode(params) if params else "")
+    lines = [f"GET {target} HTTP/1.1", f"Host: {url.netloc}"]
+    if auth is not None:
+        lines.append("Authorization: Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, auth=auth, limits=limits, timeout=60) as http:
-        async def one_client() -> None:
-            nonlocal errors
+
+    async def one_client() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(url.hostname, url.port)
+        try:
             while time.perf_counter() < stop_at:
                 t = time.perf_counter()
-                r = await http.get(path, params=params, headers=headers)
-                if r.status_code == expect:
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head[9:12])
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                if length:
+                    await reader.readexactly(length)
+                if status == expect:
                     latencies.append(time.perf_counter() - t)
                 else:
                     errors += 1
+        finally:
+            writer.close()
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(one_client() for _ in range(clients)))
-        elapsed = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one_client() for _ in range(clients)))
+    elapsed = time.perf_counter() - t0
     latencies.sort()
     return {
         "requests": len(latencies), "errors": errors, "rps": len(latencies) / elapsed,
@@ -141,11 +165,21 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
+def _run(coro: Any) -> Any:
+    """asyncio.run on uvloop when it is installed (less client CPU on the shared cores)."""
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
 def measured(pid: int, base: str, path: str, clients: int, seconds: float, **kw: Any) -> dict[str, Any]:
     """One poll measurement with the server's CPU per answered request and the load average around it."""
-    asyncio.run(poll_load(base, path, 5, 1.0, **kw))  # warm-up: connections, caches
+    _run(poll_load(base, path, 5, 1.0, **kw))  # warm-up: connections, caches
     load_before, cpu = load_average(), tree_cpu(pid)
-    result = asyncio.run(poll_load(base, path, clients, seconds, **kw))
+    result = _run(poll_load(base, path, clients, seconds, **kw))
     used = tree_cpu(pid) - cpu
     result["server_cpu_ms_per_request"] = 1000 * used / max(1, result["requests"])
     result["load_before"], result["load_after"] = load_before, load_average()
@@ -195,10 +229,11 @@ async def upload_load(links: list[str], part_bytes: int) -> dict[str, Any]:
     return {"bytes": sum(sizes), "seconds": elapsed, "mb_s": sum(sizes) / 1e6 / elapsed}
 
 
-def start_api(env: dict[str, str], port: int, processes: int, log: Path, src: Path | None = None) -> subprocess.Popen:
+def start_api(env: dict[str, str], port: int, processes: int, log: Path, src: Path | None = None,
+              factory: str = "asgi_entry:app") -> subprocess.Popen:
     """`processes` API processes sharing one port (uvicorn's own process manager), no processing worker; with
     `src`, the server code comes from that source tree (e.g. the previous version, for a before/after ratio)."""
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "asgi_entry:app", "--app-dir", str(HERE / "scale"),
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", factory, "--app-dir", str(HERE / "scale"),
            "--host", "127.0.0.1", "--port", str(port), "--workers", str(processes), "--log-level", "warning"]
     if src is not None:
         env = {**env, "PYTHONPATH": os.pathsep.join([str(src), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
@@ -245,6 +280,14 @@ def run_load(root: Path, *, clients: int = 50, seconds: float = 20.0, uploads: i
     bearer = {"Authorization": f"Bearer {private}"}
     configs = [("this", n) for n in processes] + ([("before", 1)] if compare_src else [])
     try:
+        port = free_port()
+        floor = start_api(env, port, 1, root / "api_bare.log", factory="asgi_entry:bare")
+        try:
+            result["floor"] = measured(floor.pid, f"http://127.0.0.1:{port}", "/", clients, seconds, expect=304)
+            log(f"bare uvicorn 304: {result['floor']}")
+        finally:
+            floor.terminate()
+            floor.wait(timeout=30)
         for version, n in configs:
             port = free_port()
             server = start_api(env, port, n, root / f"api_{version}_{n}.log",
@@ -270,6 +313,10 @@ def run_load(root: Path, *, clients: int = 50, seconds: float = 20.0, uploads: i
                 result["runs"][f"{version}:{n}"] = run
                 if (version, n) == configs[0] and uploads:
                     upload_figures(result, root, server.pid, http, public, uploads, part_mb, log)
+                if version == "before" and uploads:  # the same upload test on the previous version: a ratio
+                    before: dict[str, Any] = {}
+                    upload_figures(before, root, server.pid, http, public, uploads, part_mb, log, name="big-before.zip")
+                    result["upload_before"] = before
                 http.close()
             finally:
                 server.terminate()
@@ -284,13 +331,13 @@ def run_load(root: Path, *, clients: int = 50, seconds: float = 20.0, uploads: i
 
 
 def upload_figures(result: dict[str, Any], root: Path, pid: int, http: Any, token: str, uploads: int,
-                   part_mb: int, log: Any) -> None:
+                   part_mb: int, log: Any, name: str = "big.zip") -> None:
     """dd, then `uploads` concurrent parts of `part_mb` MB while sampling the API's RSS."""
     part_bytes = part_mb * 1_000_000
     result["dd_mb_s"] = dd_speed(root / "data", uploads * part_mb // 2)
     result["dd_cached_mb_s"] = dd_speed(root / "data", uploads * part_mb // 2, sync=False)
     log(f"dd: {result['dd_mb_s']:.0f} MB/s flushed, {result['dd_cached_mb_s']:.0f} MB/s page cache")
-    created = http.get("/createProject", params=dict(token=token, project="big.zip", photos=10, parts=uploads,
+    created = http.get("/createProject", params=dict(token=token, project=name, photos=10, parts=uploads,
                                                      filesize=uploads * part_bytes)).json()
     sampler = RssSampler(pid)
     result["rss_before_mb"] = sampler.rss() / 2**20
@@ -302,8 +349,9 @@ def upload_figures(result: dict[str, Any], root: Path, pid: int, http: Any, toke
     log(f"uploads: {result['upload']}, RSS {result['rss_before_mb']:.0f} → peak {result['rss_peak_mb']:.0f} MB")
 
 
-def _row(label: str, r: dict[str, Any]) -> str:
-    return (f"| {label} | **{r['rps']:.0f} req/s** | {r['p50_ms']:.0f} / {r['p99_ms']:.0f} ms | "
+def _row(label: str, r: dict[str, Any], floor: dict[str, Any] | None = None) -> str:
+    share = f"{100 * r['rps'] / floor['rps']:.0f} %" if floor else "–"
+    return (f"| {label} | **{r['rps']:.0f} req/s** | {share} | {r['p50_ms']:.0f} / {r['p99_ms']:.0f} ms | "
             f"**{r['server_cpu_ms_per_request']:.2f} ms** | {r['errors']} / {r['requests']} | "
             f"{r['load_before']:.1f} → {r['load_after']:.1f} |")
 
@@ -316,17 +364,22 @@ def markdown(r: dict[str, Any]) -> str:
     for key, run in runs.items():
         version, n = key.split(":")
         who = f"{n} process{'es' if int(n) > 1 else ''}" + (", **previous version**" if version == "before" else "")
-        rows += [_row(f"{label}, {who}", run[k]) for k, label in names.items() if k in run]
+        rows += [_row(f"{label}, {who}", run[k], r.get("floor")) for k, label in names.items() if k in run]
+    if "floor" in r:
+        rows.append(_row("reference: a bare ASGI app answering 304, no work (uvicorn + HTTP alone), 1 process",
+                         r["floor"], r["floor"]))
     lines = [f"""
 `.venv/bin/python bench/load.py{' --compare-src OLD/src' if r.get('compare_src') else ''}` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.
 API processes started as `uvicorn --factory ... --workers N` ({r['database']}, local-disk storage) on 127.0.0.1;
-the load generator (httpx, asyncio, {r['clients']} concurrent clients, {r['seconds']:.0f} s per line) runs on the
+the load generator (raw asyncio HTTP/1.1 keep-alive on uvloop, {r['clients']} concurrent clients, {r['seconds']:.0f} s per line) runs on the
 same {r['cpus']} cores, shared with other work (the load average before → after each line shows how much). The
 polled project is queued (its answer includes the ETA from its queue position). **CPU/request** is the user +
 system time of the API process tree divided by the answers: the figure that depends least on what else runs.
+**of bare** compares the throughput with a bare ASGI app measured the same way in the same run: how close the
+endpoint comes to what uvicorn and the load generator allow on the machine at that moment.
 
-| endpoint, processes | throughput | p50 / p99 | CPU/request | errors / answers | load avg |
-|---|---|---|---|---|---|
+| endpoint, processes | throughput | of bare | p50 / p99 | CPU/request | errors / answers | load avg |
+|---|---|---|---|---|---|---|
 """ + "\n".join(rows) + "\n"]
     one, two, before = runs.get("this:1"), runs.get("this:2"), runs.get("before:1")
     if one and two:
@@ -349,6 +402,12 @@ system time of the API process tree divided by the answers: the figure that depe
 | `dd if=/dev/zero bs=1M` to the same disk, same run: without / with `conv=fdatasync` | {r['dd_cached_mb_s']:.0f} / {r['dd_mb_s']:.0f} MB/s → the uploads reach {100 * u['mb_s'] / r['dd_cached_mb_s']:.0f} % of `dd` into the page cache (parts are written like that: not fsync'ed) and **{100 * u['mb_s'] / r['dd_mb_s']:.0f} %** of the flushed rate |
 | API process RSS: before → peak during the uploads → after | {r['rss_before_mb']:.0f} → **{r['rss_peak_mb']:.0f}** → {r['rss_after_mb']:.0f} MB (flat: {r['uploads']} × {r['part_mb']} MB = {r['uploads'] * r['part_mb']} MB never held in memory) |
 """)
+        b = r.get("upload_before")
+        if b:
+            lines.append(f"| the same uploads on the **previous version**, same run (its own `dd` just before) | "
+                         f"{b['upload']['mb_s']:.0f} MB/s = {100 * b['upload']['mb_s'] / b['dd_mb_s']:.0f} % of flushed `dd` "
+                         f"({b['dd_mb_s']:.0f} MB/s); RSS {b['rss_before_mb']:.0f} → {b['rss_peak_mb']:.0f} MB → this version reaches "
+                         f"**{100 * u['mb_s'] / b['upload']['mb_s']:.0f} %** of the previous one's throughput |\n")
     return "".join(lines)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import pickle
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -194,7 +195,9 @@ def _parts(count: int, rows: Any, offsets: tuple[int, ...]) -> list[dict[str, An
 def _etag(snap: Snapshot, base: str, offsets: tuple[int, ...]) -> str:
     """A weak tag: it changes with anything stored about the project, its job or its parts, not with the ETA
     estimate alone (that drifts with the clock; a revalidated answer keeps the estimate it had)."""
-    digest = hashlib.blake2b(repr((snap.version_key(), base, offsets)).encode(), digest_size=12).hexdigest()
+    # pickle: a deterministic byte string of plain values (str, int, float, datetime, None), several times faster
+    # than repr; the same in every API process, so a tag stays valid behind a load balancer.
+    digest = hashlib.blake2b(pickle.dumps((snap.version_key(), base, offsets), 4), digest_size=12).hexdigest()
     return f'W/"{digest}"'
 
 

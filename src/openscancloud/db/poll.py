@@ -1,18 +1,17 @@
-"""The SQL of the polling path: what `getProjectInfo`, `GET /api/v1/projects/{id}` and the progress stream need,
-in as few round trips as possible.
+"""The SQL of the polling path: what `getProjectInfo`, `GET /api/v1/projects/{id}` and the progress stream
+need, in one round trip.
 
 Every scanner, CLI and browser polls a project every few seconds while its job runs, so this path is the
-server's hottest. The general ORM path costs a transaction (BEGIN, a connection ping, COMMIT) and four queries
-(token, project, latest job, parts) through the ORM. Here:
+server's hottest. The general ORM path costs a transaction (BEGIN, a connection ping, COMMIT) and four to six
+queries (token, project, latest job, parts, queue, recent durations) through the ORM. Here:
 
-* one statement reads the token, the project and its latest job together, plus two aggregates of its parts
-  (count and newest receipt) that make the change tag (ETag) exact without reading the parts themselves;
-* the parts themselves are a second, plain statement, only when the answer is really built;
-* reads run on their own small connection pool in autocommit mode (a single SELECT needs no transaction, and
-  on SQLite it must not take the write lock `BEGIN IMMEDIATE` of the main engine), without the per-checkout
-  ping: a connection that died (database restart) fails the statement, the pool is invalidated by SQLAlchemy,
-  and the read is retried once on a fresh connection;
-* the average job duration behind the ETA is computed at most every few seconds per process.
+* one statement reads the token, the project, its latest job, its complete parts (as one aggregated string, only
+  up to the listing limit), two part aggregates for the change tag, and the job's place in the queue;
+* on PostgreSQL it runs on psycopg's native async connections (autocommit, a small pool per event loop, no thread
+  hop); elsewhere (SQLite) on a separate autocommit SQLAlchemy pool in a few threads, which also keeps polls out
+  of the main engine's `BEGIN IMMEDIATE` write lock;
+* a connection that died (database restart) fails its statement, is dropped, and the read is retried once;
+* the average job duration behind the ETA is computed at most every 10 s per process.
 """
 
 from __future__ import annotations
@@ -101,9 +100,8 @@ class Snapshot:
     def version_key(self) -> tuple:
         """Everything the answer depends on except the clock: equal keys mean an equal answer (apart from the
         ETA estimate). Used for the ETag and by the progress stream to notice changes."""
-        p, j = self.project, self.job
-        return (tuple(getattr(p, c) for c in _P_COLS),
-                None if j is None else tuple(getattr(j, c) for c in _J_COLS),
+        p, j = self.project, self.job  # attributes in column order (built that way by `_snapshot`)
+        return (tuple(vars(p).values()), None if j is None else tuple(vars(j).values()),
                 self.parts_done, self.parts_last, self.parts)
 
 
@@ -229,7 +227,10 @@ class AsyncPgReader(PollReader):
                     cur = await conn.execute(sql, values)
                     result = await (cur.fetchall() if many else cur.fetchone())
                 except psycopg.OperationalError:
-                    await _close_quietly(conn)
+                    # the server went away (restart, failover): the other idle connections are as dead as this one
+                    stale, self._idle = self._idle, []
+                    for dead in (conn, *stale):
+                        await _close_quietly(dead)
                     if attempt == 2:
                         raise
                     continue
