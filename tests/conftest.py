@@ -14,7 +14,18 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATASETS_DIR = Path(os.environ.get("OPENSCAN_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
+
+
+def _above_repo(relative: str) -> Path | None:
+    """The first `<ancestor>/<relative>` above the repository (a checkout or a worktree nested deeper)."""
+    for ancestor in REPO_ROOT.parents:
+        if (ancestor / relative).exists():
+            return ancestor / relative
+    return None
+
+
+DATASETS_DIR = Path(os.environ.get("OPENSCAN_DATASETS") or _above_repo("shared/datasets")
+                    or REPO_ROOT.parent / "shared" / "datasets")
 MOTO_START_SECONDS = float(os.environ.get("OPENSCAN_TEST_MOTO_START_SECONDS", "120"))
 POSTGRES_URL = os.environ.get("OPENSCAN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -32,18 +43,24 @@ def service_missing(sentence: str) -> None:
     pytest.skip(sentence)
 
 
+@pytest.fixture(scope="session", name="service_missing")
+def service_missing_fixture():
+    """The `service_missing(sentence)` rule for fixtures in the sub-packages' conftest files."""
+    return service_missing
+
+
 def dataset_images(name: str) -> Path:
     """The `images/` folder of a photo set in ../shared/datasets, or skip the test when it is absent."""
     images = DATASETS_DIR / name / "images"
     if not images.is_dir():
-        pytest.skip(f"photo set {name!r} not found under {DATASETS_DIR}")
+        service_missing(f"photo set {name!r} not found under {DATASETS_DIR} (set OPENSCAN_DATASETS)")
     return images
 
 
 @pytest.fixture(scope="session")
 def datasets_dir() -> Path:
     if not DATASETS_DIR.is_dir():
-        pytest.skip(f"no photo sets at {DATASETS_DIR}")
+        service_missing(f"no photo sets at {DATASETS_DIR} (set OPENSCAN_DATASETS)")
     return DATASETS_DIR
 
 
@@ -149,3 +166,49 @@ def run_in_threads(target, args_per_thread: list[tuple], *, timeout: float = 120
 def threads_together():
     """`threads_together(target, [args, ...])`: see run_in_threads."""
     return run_in_threads
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Synthetic sets with exact ground truth: rendered on demand by the shared renderer (`make synth-venv` provides
+# its Python environment; the renderer itself is never copied into this repository).
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _synth_renderer() -> Path | None:
+    if os.environ.get("OPENSCAN_SYNTH_DIR"):
+        return Path(os.environ["OPENSCAN_SYNTH_DIR"]) / "make_turntable.py"
+    found = _above_repo("shared/synth/make_turntable.py")
+    return found
+
+
+def _synth_python() -> Path | None:
+    """Same search order as scripts/synth-venv.sh: OPENSCAN_SYNTH_PYTHON, .venv-synth/, a synth-venv/ above."""
+    candidates = [os.environ.get("OPENSCAN_SYNTH_PYTHON"), REPO_ROOT / ".venv-synth" / "bin" / "python"]
+    candidates += [ancestor / "synth-venv" / "bin" / "python" for ancestor in REPO_ROOT.parents]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            probe = subprocess.run([str(candidate), "-c", "import embreex, trimesh, skimage"], capture_output=True)
+            if probe.returncode == 0:
+                return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def render_synthetic():
+    """`render_synthetic(out_dir, *renderer_args)` → out_dir with images/ and ground_truth/ (rendered once per
+    folder). Missing renderer or environment: skip with how to get it (`make synth-venv`), or fail in CI."""
+    renderer, python = _synth_renderer(), _synth_python()
+    if renderer is None or not renderer.is_file():
+        service_missing("the synthetic-set renderer (shared/synth/make_turntable.py above the repository, or "
+                        "OPENSCAN_SYNTH_DIR) was not found")
+    if python is None:
+        service_missing("no Python environment for the synthetic-set renderer: run `make synth-venv`")
+
+    def render(out_dir: Path, *args: str) -> Path:
+        if not (out_dir / "ground_truth" / "mesh.ply").is_file():
+            proc = subprocess.run([str(python), str(renderer), str(out_dir), *args], capture_output=True,
+                                  text=True, timeout=900)
+            assert proc.returncode == 0, f"rendering failed:\n{proc.stderr[-3000:]}"
+        return out_dir
+
+    return render

@@ -442,7 +442,6 @@ class RealServer:
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory):
     """The real server (no worker; part limit 500 kB) for upload tests that stop after start."""
-    pytest.importorskip("openscancloud.service_cli")
     server = RealServer(tmp_path_factory.mktemp("server"), workers=0,
                         env={"OPENSCAN_PART_LIMIT_BYTES": "500000"})
     yield server
@@ -452,7 +451,6 @@ def real_server(tmp_path_factory):
 @pytest.fixture
 def server_factory(tmp_path):
     """Factory for a private real server (e.g. one the test stops and restarts)."""
-    pytest.importorskip("openscancloud.service_cli")
     servers: list[RealServer] = []
 
     def make(**env: str) -> RealServer:
