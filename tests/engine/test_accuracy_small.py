@@ -39,7 +39,6 @@ def small_synthetic_set(render_synthetic, tmp_path_factory) -> Path:
     return render_synthetic(tmp_path_factory.mktemp("synth") / "bust_small", *RENDER_ARGS)
 
 
-@pytest.mark.timeout(600)
 def test_preview_matches_ground_truth(small_synthetic_set, tmp_path):
     out = tmp_path / "out"
     result = reconstruct(small_synthetic_set / "images", out, ReconstructionOptions(quality="preview"))
