@@ -35,8 +35,10 @@ class DropProxy:
         self.port = self.listener.getsockname()[1]
         self.lock = threading.Lock()
         self.budget: int | None = None
+        self.down_budget: int | None = None
         self.drops = 0
         self.upstream_bytes = 0
+        self.downstream_bytes = 0
         self.conns: list[socket.socket] = []
         self.closed = False
         self.throttle = 0.0  # seconds to pause per upstream read, to make uploads slow enough to interrupt
@@ -49,6 +51,11 @@ class DropProxy:
     def drop_after(self, n: int) -> None:
         with self.lock:
             self.budget = n
+
+    def drop_downstream_after(self, n: int) -> None:
+        """Cut every open connection once `n` more bytes went downstream (server → client), e.g. mid-download."""
+        with self.lock:
+            self.down_budget = n
 
     def _accept(self) -> None:
         while not self.closed:
@@ -90,6 +97,20 @@ class DropProxy:
                 return
             if counts and self.throttle:
                 time.sleep(self.throttle)
+            if not counts:
+                with self.lock:
+                    self.downstream_bytes += len(data)
+                    if self.down_budget is not None:
+                        if len(data) >= self.down_budget:
+                            try:
+                                dst.sendall(data[: self.down_budget])
+                            except OSError:
+                                pass
+                            self.down_budget = None
+                            self.drops += 1
+                            self._cut_all()
+                            return
+                        self.down_budget -= len(data)
             if counts:
                 with self.lock:
                     self.upstream_bytes += len(data)
@@ -412,7 +433,19 @@ class RealServer:
             raise RuntimeError(f"server exited with {self.proc.wait()}")
         threading.Thread(target=self.proc.stdout.read, daemon=True).start()  # keep the pipe drained
 
+    worker_proc = None
+
     def stop(self) -> None:
+        if self.worker_proc is not None and self.worker_proc.poll() is None:
+            import os
+            import signal
+
+            os.killpg(self.worker_proc.pid, signal.SIGTERM)  # the worker stops its engine child too
+            try:
+                self.worker_proc.wait(30)
+            except Exception:
+                os.killpg(self.worker_proc.pid, signal.SIGKILL)
+                self.worker_proc.wait(5)
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -438,12 +471,37 @@ class RealServer:
     def input_zip(self, project_id: str) -> Path:
         return self.data_dir / "storage" / "projects" / project_id / "input.zip"
 
+    def result_zip(self, project_id: str) -> Path:
+        return self.data_dir / "storage" / "projects" / project_id / "result.zip"
+
+    def start_worker(self, max_image_size: int = 320) -> None:
+        """A real `openscan-cloud worker` process pulling jobs over HTTP and running the real engine."""
+        import subprocess
+
+        out = subprocess.run(self._cmd("tokens", "create", "--kind", "worker", "--label", "test worker"),
+                             env=self.env, capture_output=True, text=True, check=True)
+        self.worker_proc = subprocess.Popen(
+            [*self._cmd("worker", "--server", self.url, "--token", out.stdout.strip(), "--max-image-size",
+                        str(max_image_size))],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
 
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory):
     """The real server (no worker; part limit 500 kB) for upload tests that stop after start."""
     server = RealServer(tmp_path_factory.mktemp("server"), workers=0,
                         env={"OPENSCAN_PART_LIMIT_BYTES": "500000"})
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def processing_server(tmp_path_factory):
+    """The real server with one real worker process (engine at preset preview, photos capped at 320 px) and
+    quick polling hints: projects really finish (or really fail) here."""
+    server = RealServer(tmp_path_factory.mktemp("server-proc"), workers=0,
+                        env={"OPENSCAN_PART_LIMIT_BYTES": "500000", "OPENSCAN_QUALITY": "preview"})
+    server.start_worker(max_image_size=320)
     yield server
     server.stop()
 
