@@ -153,18 +153,21 @@ def drop_proxy():
 
 
 # --------------------------------------------------------------------------------------------------------------
-# A tiny legacy-protocol server: enough of the agreed protocol to exercise the client's state machine.
+# MiniCloud: a small stand-in for the legacy protocol, kept only for what the real server cannot show on demand
+# (a server without ranged uploads; a log of every request a resumed upload sends). It answers with the real
+# server's status codes, error codes and field names — test_fake_contract.py checks that side by side.
 # --------------------------------------------------------------------------------------------------------------
 
 
 class MiniCloud:
     def __init__(self, *, ranged: bool = True, limit_photos: int = 1000, limit_filesize: int = 10**9,
-                 credit: float = 10.0) -> None:
+                 credit: float = 10.0, part_limit: int = 200_000_000) -> None:
         self.ranged = ranged
         self.fail_processing = False
         self.ranges: list[str | None] = []  # Range headers of result downloads
         self.token = "tok-" + "%08x" % random.getrandbits(32)
-        self.info = {"credit": credit, "limit_filesize": limit_filesize, "limit_photos": limit_photos}
+        self.info = {"credit": credit, "limit_filesize": limit_filesize, "limit_photos": limit_photos,
+                     "kind": "private", "part_limit": part_limit, "status": "active"}
         self.projects: dict[str, dict] = {}
         self.requests: list[tuple[str, str, dict]] = []
         self.lock = threading.Lock()
@@ -175,6 +178,9 @@ class MiniCloud:
 
             def log_message(self, *args):  # quiet
                 pass
+
+            def _error(self, code: int, error: str, message: str, **extra) -> None:
+                self._json(code, {"status": "error", "error": error, "message": message, **extra})
 
             def _json(self, code: int, data: dict, headers: dict | None = None) -> None:
                 body = json.dumps(data).encode()
@@ -218,11 +224,13 @@ class MiniCloud:
         if endpoint.startswith("result/"):
             return self.serve_result(h, endpoint.split("/", 1)[1])
         if h.headers.get("Authorization") != "Basic b3BlbnNjYW46ZnJlZQ==":
-            return h._json(401, {"message": "wrong basic auth"}, {"WWW-Authenticate": 'Basic realm="openscan"'})
+            return h._json(401, {"status": "error", "error": "wrong_basic_auth",
+                                 "message": "Wrong or missing HTTP Basic credentials for the OpenScan Cloud API."},
+                           {"WWW-Authenticate": 'Basic realm="OpenScan Cloud"'})
         if endpoint == "status":
             return h._json(200, {"status": "ok", "version": "mini", "queue_length": 0, "workers_online": 0})
         if q.get("token") != self.token:
-            return h._json(403, {"message": "Unknown token."})
+            return h._error(401, "invalid_token", "This token is not known to this server.")
         if endpoint == "getTokenInfo":
             return h._json(200, self.info)
         name = q.get("project", "")
@@ -230,18 +238,22 @@ class MiniCloud:
             project = self.projects.get(name)
             if endpoint == "createProject":
                 if project:
-                    return h._json(409, {"message": f"A project named {name} already exists."})
+                    return h._error(409, "duplicate_name", f"A project named '{name}' already exists for this token.")
                 if int(q["photos"]) > self.info["limit_photos"]:
-                    return h._json(413, {"message": "Too many photos."})
+                    return h._error(413, "too_many_photos", f"{q['photos']} photos are more than this token allows "
+                                    f"({self.info['limit_photos']}).")
+                if int(q["filesize"]) > self.info["limit_filesize"]:
+                    return h._error(413, "file_too_large", f"The upload of {q['filesize']} bytes is larger than "
+                                    f"this token allows ({self.info['limit_filesize']} bytes).")
                 n = int(q["parts"])
                 self.projects[name] = {
                     "status": "created", "filesize": int(q["filesize"]), "photos": int(q["photos"]),
                     "parts": [{"data": bytearray(), "complete": False} for _ in range(n)],
                 }
-                return h._json(200, {"status": "created", "credit": 0.1,
-                                     "ulink": [f"/upload/{name}/{i}" for i in range(n)]})
+                return h._json(200, {"status": "created", "credit": 0.1, "project": name,
+                                     "ulink": [f"http://{h.headers['Host']}/upload/{name}/{i}" for i in range(n)]})
             if project is None:
-                return h._json(404, {"message": f"No project named {name}."})
+                return h._error(404, "unknown_project", f"This token has no project named '{name}'.")
             if endpoint == "getProjectInfo":
                 parts = [
                     {"index": i, "size": len(p["data"]), "complete": p["complete"],
@@ -249,22 +261,26 @@ class MiniCloud:
                     for i, p in enumerate(project["parts"])
                 ]
                 return h._json(200, {"status": project["status"], "dlink": project.get("dlink"),
-                                     "error": project.get("error"),
-                                     "ulink": [f"/upload/{name}/{i}" for i in range(len(parts))],
+                                     "error": project.get("error"), "name": name, "project": name,
+                                     "ulink": [f"http://{h.headers['Host']}/upload/{name}/{i}" for i in range(len(parts))],
                                      "progress": 100 if project["status"] == "done" else 0, "stage": None,
                                      "photos": project["photos"], "filesize": project["filesize"], "parts": parts})
             if endpoint == "startProject":
                 missing = [i for i, p in enumerate(project["parts"]) if not p["complete"]]
                 if missing:
-                    return h._json(409, {"message": f"Parts {missing} are missing."})
+                    return h._error(409, "missing_parts", f"Parts {', '.join(map(str, missing))} are missing; "
+                                    "upload them before starting.", missing_parts=missing)
+                if not zipfile.is_zipfile(BytesIO(self.assembled(name))):
+                    return h._error(422, "corrupt_zip", "The uploaded file is not a readable zip archive (File is "
+                                    "not a zip file).")
                 if self.fail_processing:
                     project["status"] = "failed"
                     project["error"] = "Too few photos overlap to reconstruct the object."
                 else:
                     project["status"] = "done"
-                    project["dlink"] = f"/result/{name}"
-                return h._json(200, {"status": "started"})
-        return h._json(404, {"message": "unknown endpoint"})
+                    project["dlink"] = f"http://{h.headers['Host']}/result/{name}"
+                return h._json(200, {"status": "started", "project": name})
+        return h._error(404, "not_found", "Not Found")
 
     def result_zip(self, name: str) -> bytes:
         buf = BytesIO()
@@ -297,11 +313,12 @@ class MiniCloud:
         m = re.fullmatch(r"/upload/([^/]+)/(\d+)", url.path)
         self.requests.append((h.command, url.path, dict(h.headers)))
         if not m or m.group(1) not in self.projects:
-            return h._json(404, {"message": "no such link"})
-        part = self.projects[m.group(1)]["parts"][int(m.group(2))]
+            return h._error(404, "not_found", "There is no such upload link.")
+        project = self.projects[m.group(1)]
+        part = project["parts"][int(m.group(2))]
         if h.command == "HEAD":
             if not self.ranged:
-                return h._json(405, {"message": "no"})
+                return h._error(405, "method_not_allowed", "Method Not Allowed")
             return h._json(200, {}, {"Upload-Offset": str(len(part["data"])),
                                      "Upload-Complete": "?1" if part["complete"] else "?0"})
         length = int(h.headers.get("Content-Length", "0"))
@@ -313,7 +330,12 @@ class MiniCloud:
                 part["complete"] = False
             if start != len(part["data"]):
                 h.rfile.read(length)
-                return h._json(409, {"offset": len(part["data"])})
+                return h._error(409, "offset_mismatch", f"This part continues at byte {len(part['data'])}.",
+                                offset=len(part["data"]))
+            if total > self.info["part_limit"]:
+                h.rfile.read(length)
+                return h._error(413, "part_too_large", f"An upload part may be at most {self.info['part_limit']} "
+                                "bytes; split the zip into more parts.")
             target = part["data"]
         else:
             target = bytearray()
@@ -324,14 +346,16 @@ class MiniCloud:
                 return  # connection dropped: what arrived stays (ranged) or is discarded (whole)
             target.extend(block)
             remaining -= len(block)
+        project["status"] = "uploading"
         if not (crange and self.ranged):
             part["data"], part["complete"] = target, True
         elif end + 1 < total:
-            return h._json(202, {"offset": len(part["data"])})
+            return h._json(202, {"part": int(m.group(2)), "offset": len(part["data"]), "complete": False})
         else:
             part["complete"] = True
         return h._json(200, {"part": int(m.group(2)), "size": len(part["data"]),
-                             "sha256": hashlib.sha256(part["data"]).hexdigest()})
+                             "sha256": hashlib.sha256(part["data"]).hexdigest(), "offset": len(part["data"]),
+                             "complete": True})
 
     def close(self) -> None:
         self.httpd.shutdown()
