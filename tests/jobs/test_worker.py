@@ -98,13 +98,15 @@ def test_user_error_from_engine_fails_without_refund(server, photo_set):
     url, token, data_dir = server
     images = sorted(photo_set("kermit").iterdir())[:2]  # two photos cannot make a model
     before = requests.get(f"{url}/getTokenInfo", auth=AUTH, params={"token": token}).json()["credit"]
-    submit(url, token, "two.zip", images, quality="preview")
+    created = submit(url, token, "two.zip", images, quality="preview")
     worker = Worker(url, worker_token(data_dir), name="test")
     assert worker.run_once() is True
     p = info(url, token, "two.zip")
     assert p["status"] == "failed" and p["error"] and p["dlink"] is None
     after = requests.get(f"{url}/getTokenInfo", auth=AUTH, params={"token": token}).json()["credit"]
-    assert after < before  # the user's input was the problem: the credit stays used
+    assert created["credit"] > 0
+    assert after == pytest.approx(before - created["credit"], abs=1e-9)  # the user's input was the problem:
+    # exactly the charge of this upload stays used, nothing was refunded
 
 
 def test_worker_command_idle_and_bad_token(server):
