@@ -519,7 +519,7 @@ def real_server(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def processing_server(tmp_path_factory):
     """The real server with one real worker process (engine at preset preview, photos capped at 320 px) and
     quick polling hints: projects really finish (or really fail) here."""
@@ -542,3 +542,25 @@ def server_factory(tmp_path):
     yield make
     for s in servers:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def kermit_done(processing_server, photo_set, tmp_path_factory):
+    """`openscan-cloud upload kermit -p kermit-done --download OUT` run once per session against the processing
+    server (the real worker reconstructs it); its outcome (`result`, `out`, `env`, `token`, `seconds`) is shared
+    by the tests that need a finished project."""
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path_factory.mktemp("client-home")
+    out = tmp_path_factory.mktemp("downloads")
+    token = processing_server.token()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OPENSCAN_")},
+           "OPENSCAN_CLIENT_HOME": str(home), "OPENSCAN_NO_KEYRING": "1", "COLUMNS": "200",
+           "OPENSCAN_SERVER": processing_server.url, "OPENSCAN_TOKEN": token}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "openscancloud.client", "upload", str(photo_set("kermit")),
+                             "-p", "kermit-done", "--download", str(out), "--poll", "0.5", "--timeout", "900"],
+                            env=env, capture_output=True, text=True, timeout=1000)
+    return {"result": result, "out": out, "env": env, "token": token, "seconds": time.monotonic() - started}

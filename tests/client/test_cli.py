@@ -227,23 +227,6 @@ def test_commands_are_part_of_the_openscan_cloud_app(real_server, client_env):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def kermit_done(processing_server, photo_set, tmp_path_factory):
-    """`openscan-cloud upload kermit --download OUT` run once against the processing server (the real worker
-    reconstructs it); the outcome is shared by the tests below."""
-    home = tmp_path_factory.mktemp("client-home")
-    out = tmp_path_factory.mktemp("downloads")
-    token = processing_server.token()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OPENSCAN_")},
-           "OPENSCAN_CLIENT_HOME": str(home), "OPENSCAN_NO_KEYRING": "1", "COLUMNS": "200",
-           "OPENSCAN_SERVER": processing_server.url, "OPENSCAN_TOKEN": token}
-    started = time.monotonic()
-    result = subprocess.run([*CLIENT, "upload", str(photo_set("kermit")), "-p", "kermit-done", "--download",
-                             str(out), "--poll", "0.5", "--timeout", "900"], env=env, capture_output=True,
-                            text=True, timeout=1000)
-    return {"result": result, "out": out, "env": env, "token": token, "seconds": time.monotonic() - started}
-
-
 def test_upload_wait_download_with_a_real_worker(kermit_done, processing_server):
     result = kermit_done["result"]
     assert result.returncode == 0, result.stderr[-3000:]

@@ -115,7 +115,7 @@ def test_worker_command_idle_and_bad_token(server):
     idle = subprocess.run([*cmd, "--token", worker_token(data_dir)], capture_output=True, text=True, timeout=120)
     assert idle.returncode == 0, idle.stderr
     bad = subprocess.run([*cmd, "--token", "wrk_wrong"], capture_output=True, text=True, timeout=120)
-    assert bad.returncode != 0 and "401" in bad.stderr and "not known" in bad.stderr
+    assert bad.returncode == 1 and "401" in bad.stderr and "not known" in bad.stderr
 
 
 def test_worker_that_lost_its_lease_kills_its_engine_and_lets_go(tmp_path, photo_set):
