@@ -2,7 +2,7 @@
 replicas behind nginx, PostgreSQL and S3 is tests/scale/test_crash.py and bench/crash.py).
 
 A real server, a real `openscan-cloud worker` process running the real engine on kermit (preset preview, photos
-capped at 240 px). Three times, while the engine is working, the worker's whole process group gets `kill -9`
+capped at 320 px). Three times, while the engine is working, the worker's whole process group gets `kill -9`
 (no clean-up runs) and a fresh worker process is started. Afterwards the project is done exactly once: the job
 ran 4 attempts, the result zip holds the model, the credit was charged once and never refunded, and no scratch
 folder of a killed process is left behind.
@@ -39,7 +39,7 @@ def _service_cli(data_dir: Path, *args: str) -> str:
 def _start_worker(url: str, token: str, work_dir: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "openscancloud.service_cli", "worker", "--server", url, "--token", token,
-         "--work-dir", str(work_dir), "--max-image-size", "240"],
+         "--work-dir", str(work_dir), "--max-image-size", "320"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -64,6 +64,11 @@ def _kill9(worker: subprocess.Popen) -> None:
     worker.wait(10)
     gone, alive = psutil.wait_procs(engines, timeout=15)
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], "an engine outlived its killed worker"
+
+
+def _status(url: str, token: str) -> dict:
+    return requests.get(f"{url}/getProjectInfo", auth=AUTH, params={"token": token, "project": "crash.zip"},
+                        timeout=30).json()
 
 
 @pytest.fixture
@@ -111,7 +116,9 @@ def test_kill9_of_the_worker_loses_nothing(server, photo_set, tmp_path):
         while kills < KILLS:
             deadline = time.monotonic() + 300
             while not _engine_running(worker) and time.monotonic() < deadline:
-                time.sleep(0.1)
+                assert _status(url, user["token"])["status"] in ("queued", "processing"), \
+                    _status(url, user["token"])
+                time.sleep(0.2)
             assert _engine_running(worker), f"the engine never started after {kills} kill(s)"
             time.sleep(rng.uniform(0.5, 4.0))  # somewhere inside the reconstruction
             _kill9(worker)
@@ -119,8 +126,7 @@ def test_kill9_of_the_worker_loses_nothing(server, photo_set, tmp_path):
             worker = _start_worker(url, worker_token, work_dir)  # the replacement waits for the lease to run out
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            project = requests.get(f"{url}/getProjectInfo", auth=AUTH,
-                                   params={"token": user["token"], "project": "crash.zip"}).json()
+            project = _status(url, user["token"])
             if project["status"] not in ("queued", "processing"):
                 break
             time.sleep(0.5)
