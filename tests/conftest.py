@@ -85,8 +85,12 @@ def pg_url():
     except Exception as exc:
         admin.dispose()
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        service_missing(f"PostgreSQL at {admin.url.render_as_string(hide_password=True)} is not reachable "
-                        f"({first_line}); {PG_START_HINT}")
+        unreachable = (f"PostgreSQL at {admin.url.render_as_string(hide_password=True)} is not reachable "
+                       f"({first_line}); {PG_START_HINT}")
+    else:
+        unreachable = None
+    if unreachable:
+        service_missing(unreachable)  # outside the except block: the report shows the sentence, not a chain
     yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
     with admin.begin() as conn:
         conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
@@ -104,9 +108,9 @@ def s3_endpoint():
     """A real S3-compatible server: moto's server mode on 127.0.0.1, one per session. Without moto, or when it
     does not answer within MOTO_START_SECONDS (its imports are slow on a loaded machine), the S3 tests are skipped
     with the reason, or fail in CI."""
-    try:
-        import moto.server  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("moto") is None:
         service_missing("moto[server] is not installed; install the test extras (`make install`)")
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
