@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: install run test test-all bench bench-scale clean
+.PHONY: install postgres synth-venv run test test-all bench bench-scale clean
 
 install: $(STAMP)
 
@@ -18,13 +18,23 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 	$(PIP) install -q -e '.[test]'
 	@touch $(STAMP)
 
+# The suite's PostgreSQL (127.0.0.1:5432, database `test`): started only when it does not answer.
+postgres:
+	@bash scripts/start-postgres.sh
+
+# A Python environment for the synthetic-set renderer (the ground-truth accuracy test renders a small set with
+# it): an existing one is reused, else .venv-synth is built here (git-ignored).
+synth-venv:
+	@bash scripts/synth-venv.sh
+
 run: install
 	$(VENV)/bin/openscan-cloud serve --host $(HOST) --port $(PORT)
 
-test: install
+# `make test`: everything but the long reconstructions (about 10-15 min on 2 cores); `make test-all` adds them.
+test: install postgres synth-venv
 	$(VENV)/bin/python -m pytest -q
 
-test-all: install
+test-all: install postgres synth-venv
 	$(VENV)/bin/python -m pytest -q -m ''
 
 bench: install

@@ -35,10 +35,10 @@ def bench_module():
 
 
 @pytest.fixture(scope="session")
-def bust_gt_dir(datasets_dir) -> Path:
+def bust_gt_dir(datasets_dir, service_missing) -> Path:
     gt = datasets_dir / "synth_bust" / "ground_truth"
     if not (gt / "mesh.ply").is_file():
-        pytest.skip("synth_bust ground truth not found")
+        service_missing(f"synth_bust ground truth not found under {datasets_dir}")
     return gt
 
 

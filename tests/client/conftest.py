@@ -35,8 +35,10 @@ class DropProxy:
         self.port = self.listener.getsockname()[1]
         self.lock = threading.Lock()
         self.budget: int | None = None
+        self.down_budget: int | None = None
         self.drops = 0
         self.upstream_bytes = 0
+        self.downstream_bytes = 0
         self.conns: list[socket.socket] = []
         self.closed = False
         self.throttle = 0.0  # seconds to pause per upstream read, to make uploads slow enough to interrupt
@@ -49,6 +51,11 @@ class DropProxy:
     def drop_after(self, n: int) -> None:
         with self.lock:
             self.budget = n
+
+    def drop_downstream_after(self, n: int) -> None:
+        """Cut every open connection once `n` more bytes went downstream (server → client), e.g. mid-download."""
+        with self.lock:
+            self.down_budget = n
 
     def _accept(self) -> None:
         while not self.closed:
@@ -90,6 +97,20 @@ class DropProxy:
                 return
             if counts and self.throttle:
                 time.sleep(self.throttle)
+            if not counts:
+                with self.lock:
+                    self.downstream_bytes += len(data)
+                    if self.down_budget is not None:
+                        if len(data) >= self.down_budget:
+                            try:
+                                dst.sendall(data[: self.down_budget])
+                            except OSError:
+                                pass
+                            self.down_budget = None
+                            self.drops += 1
+                            self._cut_all()
+                            return
+                        self.down_budget -= len(data)
             if counts:
                 with self.lock:
                     self.upstream_bytes += len(data)
@@ -132,18 +153,21 @@ def drop_proxy():
 
 
 # --------------------------------------------------------------------------------------------------------------
-# A tiny legacy-protocol server: enough of the agreed protocol to exercise the client's state machine.
+# MiniCloud: a small stand-in for the legacy protocol, kept only for what the real server cannot show on demand
+# (a server without ranged uploads; a log of every request a resumed upload sends). It answers with the real
+# server's status codes, error codes and field names — test_fake_contract.py checks that side by side.
 # --------------------------------------------------------------------------------------------------------------
 
 
 class MiniCloud:
     def __init__(self, *, ranged: bool = True, limit_photos: int = 1000, limit_filesize: int = 10**9,
-                 credit: float = 10.0) -> None:
+                 credit: float = 10.0, part_limit: int = 200_000_000) -> None:
         self.ranged = ranged
         self.fail_processing = False
         self.ranges: list[str | None] = []  # Range headers of result downloads
         self.token = "tok-" + "%08x" % random.getrandbits(32)
-        self.info = {"credit": credit, "limit_filesize": limit_filesize, "limit_photos": limit_photos}
+        self.info = {"credit": credit, "limit_filesize": limit_filesize, "limit_photos": limit_photos,
+                     "kind": "private", "part_limit": part_limit, "status": "active"}
         self.projects: dict[str, dict] = {}
         self.requests: list[tuple[str, str, dict]] = []
         self.lock = threading.Lock()
@@ -154,6 +178,9 @@ class MiniCloud:
 
             def log_message(self, *args):  # quiet
                 pass
+
+            def _error(self, code: int, error: str, message: str, **extra) -> None:
+                self._json(code, {"status": "error", "error": error, "message": message, **extra})
 
             def _json(self, code: int, data: dict, headers: dict | None = None) -> None:
                 body = json.dumps(data).encode()
@@ -197,11 +224,13 @@ class MiniCloud:
         if endpoint.startswith("result/"):
             return self.serve_result(h, endpoint.split("/", 1)[1])
         if h.headers.get("Authorization") != "Basic b3BlbnNjYW46ZnJlZQ==":
-            return h._json(401, {"message": "wrong basic auth"}, {"WWW-Authenticate": 'Basic realm="openscan"'})
+            return h._json(401, {"status": "error", "error": "wrong_basic_auth",
+                                 "message": "Wrong or missing HTTP Basic credentials for the OpenScan Cloud API."},
+                           {"WWW-Authenticate": 'Basic realm="OpenScan Cloud"'})
         if endpoint == "status":
             return h._json(200, {"status": "ok", "version": "mini", "queue_length": 0, "workers_online": 0})
         if q.get("token") != self.token:
-            return h._json(403, {"message": "Unknown token."})
+            return h._error(401, "invalid_token", "This token is not known to this server.")
         if endpoint == "getTokenInfo":
             return h._json(200, self.info)
         name = q.get("project", "")
@@ -209,18 +238,22 @@ class MiniCloud:
             project = self.projects.get(name)
             if endpoint == "createProject":
                 if project:
-                    return h._json(409, {"message": f"A project named {name} already exists."})
+                    return h._error(409, "duplicate_name", f"A project named '{name}' already exists for this token.")
                 if int(q["photos"]) > self.info["limit_photos"]:
-                    return h._json(413, {"message": "Too many photos."})
+                    return h._error(413, "too_many_photos", f"{q['photos']} photos are more than this token allows "
+                                    f"({self.info['limit_photos']}).")
+                if int(q["filesize"]) > self.info["limit_filesize"]:
+                    return h._error(413, "file_too_large", f"The upload of {q['filesize']} bytes is larger than "
+                                    f"this token allows ({self.info['limit_filesize']} bytes).")
                 n = int(q["parts"])
                 self.projects[name] = {
                     "status": "created", "filesize": int(q["filesize"]), "photos": int(q["photos"]),
                     "parts": [{"data": bytearray(), "complete": False} for _ in range(n)],
                 }
-                return h._json(200, {"status": "created", "credit": 0.1,
-                                     "ulink": [f"/upload/{name}/{i}" for i in range(n)]})
+                return h._json(200, {"status": "created", "credit": 0.1, "project": name,
+                                     "ulink": [f"http://{h.headers['Host']}/upload/{name}/{i}" for i in range(n)]})
             if project is None:
-                return h._json(404, {"message": f"No project named {name}."})
+                return h._error(404, "unknown_project", f"This token has no project named '{name}'.")
             if endpoint == "getProjectInfo":
                 parts = [
                     {"index": i, "size": len(p["data"]), "complete": p["complete"],
@@ -228,22 +261,26 @@ class MiniCloud:
                     for i, p in enumerate(project["parts"])
                 ]
                 return h._json(200, {"status": project["status"], "dlink": project.get("dlink"),
-                                     "error": project.get("error"),
-                                     "ulink": [f"/upload/{name}/{i}" for i in range(len(parts))],
+                                     "error": project.get("error"), "name": name, "project": name,
+                                     "ulink": [f"http://{h.headers['Host']}/upload/{name}/{i}" for i in range(len(parts))],
                                      "progress": 100 if project["status"] == "done" else 0, "stage": None,
                                      "photos": project["photos"], "filesize": project["filesize"], "parts": parts})
             if endpoint == "startProject":
                 missing = [i for i, p in enumerate(project["parts"]) if not p["complete"]]
                 if missing:
-                    return h._json(409, {"message": f"Parts {missing} are missing."})
+                    return h._error(409, "missing_parts", f"Parts {', '.join(map(str, missing))} are missing; "
+                                    "upload them before starting.", missing_parts=missing)
+                if not zipfile.is_zipfile(BytesIO(self.assembled(name))):
+                    return h._error(422, "corrupt_zip", "The uploaded file is not a readable zip archive (File is "
+                                    "not a zip file).")
                 if self.fail_processing:
                     project["status"] = "failed"
                     project["error"] = "Too few photos overlap to reconstruct the object."
                 else:
                     project["status"] = "done"
-                    project["dlink"] = f"/result/{name}"
-                return h._json(200, {"status": "started"})
-        return h._json(404, {"message": "unknown endpoint"})
+                    project["dlink"] = f"http://{h.headers['Host']}/result/{name}"
+                return h._json(200, {"status": "started", "project": name})
+        return h._error(404, "not_found", "Not Found")
 
     def result_zip(self, name: str) -> bytes:
         buf = BytesIO()
@@ -276,11 +313,12 @@ class MiniCloud:
         m = re.fullmatch(r"/upload/([^/]+)/(\d+)", url.path)
         self.requests.append((h.command, url.path, dict(h.headers)))
         if not m or m.group(1) not in self.projects:
-            return h._json(404, {"message": "no such link"})
-        part = self.projects[m.group(1)]["parts"][int(m.group(2))]
+            return h._error(404, "not_found", "There is no such upload link.")
+        project = self.projects[m.group(1)]
+        part = project["parts"][int(m.group(2))]
         if h.command == "HEAD":
             if not self.ranged:
-                return h._json(405, {"message": "no"})
+                return h._error(405, "method_not_allowed", "Method Not Allowed")
             return h._json(200, {}, {"Upload-Offset": str(len(part["data"])),
                                      "Upload-Complete": "?1" if part["complete"] else "?0"})
         length = int(h.headers.get("Content-Length", "0"))
@@ -292,7 +330,12 @@ class MiniCloud:
                 part["complete"] = False
             if start != len(part["data"]):
                 h.rfile.read(length)
-                return h._json(409, {"offset": len(part["data"])})
+                return h._error(409, "offset_mismatch", f"This part continues at byte {len(part['data'])}.",
+                                offset=len(part["data"]))
+            if total > self.info["part_limit"]:
+                h.rfile.read(length)
+                return h._error(413, "part_too_large", f"An upload part may be at most {self.info['part_limit']} "
+                                "bytes; split the zip into more parts.")
             target = part["data"]
         else:
             target = bytearray()
@@ -303,14 +346,16 @@ class MiniCloud:
                 return  # connection dropped: what arrived stays (ranged) or is discarded (whole)
             target.extend(block)
             remaining -= len(block)
+        project["status"] = "uploading"
         if not (crange and self.ranged):
             part["data"], part["complete"] = target, True
         elif end + 1 < total:
-            return h._json(202, {"offset": len(part["data"])})
+            return h._json(202, {"part": int(m.group(2)), "offset": len(part["data"]), "complete": False})
         else:
             part["complete"] = True
         return h._json(200, {"part": int(m.group(2)), "size": len(part["data"]),
-                             "sha256": hashlib.sha256(part["data"]).hexdigest()})
+                             "sha256": hashlib.sha256(part["data"]).hexdigest(), "offset": len(part["data"]),
+                             "complete": True})
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -412,7 +457,19 @@ class RealServer:
             raise RuntimeError(f"server exited with {self.proc.wait()}")
         threading.Thread(target=self.proc.stdout.read, daemon=True).start()  # keep the pipe drained
 
+    worker_proc = None
+
     def stop(self) -> None:
+        if self.worker_proc is not None and self.worker_proc.poll() is None:
+            import os
+            import signal
+
+            os.killpg(self.worker_proc.pid, signal.SIGTERM)  # the worker stops its engine child too
+            try:
+                self.worker_proc.wait(30)
+            except Exception:
+                os.killpg(self.worker_proc.pid, signal.SIGKILL)
+                self.worker_proc.wait(5)
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -438,13 +495,37 @@ class RealServer:
     def input_zip(self, project_id: str) -> Path:
         return self.data_dir / "storage" / "projects" / project_id / "input.zip"
 
+    def result_zip(self, project_id: str) -> Path:
+        return self.data_dir / "storage" / "projects" / project_id / "result.zip"
+
+    def start_worker(self, max_image_size: int = 320) -> None:
+        """A real `openscan-cloud worker` process pulling jobs over HTTP and running the real engine."""
+        import subprocess
+
+        out = subprocess.run(self._cmd("tokens", "create", "--kind", "worker", "--label", "test worker"),
+                             env=self.env, capture_output=True, text=True, check=True)
+        self.worker_proc = subprocess.Popen(
+            [*self._cmd("worker", "--server", self.url, "--token", out.stdout.strip(), "--max-image-size",
+                        str(max_image_size))],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
 
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory):
     """The real server (no worker; part limit 500 kB) for upload tests that stop after start."""
-    pytest.importorskip("openscancloud.service_cli")
     server = RealServer(tmp_path_factory.mktemp("server"), workers=0,
                         env={"OPENSCAN_PART_LIMIT_BYTES": "500000"})
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def processing_server(tmp_path_factory):
+    """The real server with one real worker process (engine at preset preview, photos capped at 320 px) and
+    quick polling hints: projects really finish (or really fail) here."""
+    server = RealServer(tmp_path_factory.mktemp("server-proc"), workers=0,
+                        env={"OPENSCAN_PART_LIMIT_BYTES": "500000", "OPENSCAN_QUALITY": "preview"})
+    server.start_worker(max_image_size=320)
     yield server
     server.stop()
 
@@ -452,7 +533,6 @@ def real_server(tmp_path_factory):
 @pytest.fixture
 def server_factory(tmp_path):
     """Factory for a private real server (e.g. one the test stops and restarts)."""
-    pytest.importorskip("openscancloud.service_cli")
     servers: list[RealServer] = []
 
     def make(**env: str) -> RealServer:
@@ -462,3 +542,25 @@ def server_factory(tmp_path):
     yield make
     for s in servers:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def kermit_done(processing_server, photo_set, tmp_path_factory):
+    """`openscan-cloud upload kermit -p kermit-done --download OUT` run once per session against the processing
+    server (the real worker reconstructs it); its outcome (`result`, `out`, `env`, `token`, `seconds`) is shared
+    by the tests that need a finished project."""
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path_factory.mktemp("client-home")
+    out = tmp_path_factory.mktemp("downloads")
+    token = processing_server.token()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OPENSCAN_")},
+           "OPENSCAN_CLIENT_HOME": str(home), "OPENSCAN_NO_KEYRING": "1", "COLUMNS": "200",
+           "OPENSCAN_SERVER": processing_server.url, "OPENSCAN_TOKEN": token}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "openscancloud.client", "upload", str(photo_set("kermit")),
+                             "-p", "kermit-done", "--download", str(out), "--poll", "0.5", "--timeout", "900"],
+                            env=env, capture_output=True, text=True, timeout=1000)
+    return {"result": result, "out": out, "env": env, "token": token, "seconds": time.monotonic() - started}

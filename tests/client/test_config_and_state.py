@@ -34,31 +34,30 @@ def test_settings_precedence(tmp_path):
         load_settings(env={}, paths=paths)
 
 
-def test_state_store_never_holds_the_token(mini_cloud, make_photos, client_paths):
-    cloud = mini_cloud()
-    with Client(cloud.url + "/", cloud.token, paths=client_paths) as client:
+def test_state_store_never_holds_the_token(real_server, make_photos, client_paths):
+    token = real_server.token()
+    with Client(real_server.url + "/", token, paths=client_paths) as client:
         client.upload(make_photos(2), "stateful")
         client.start()
     files = list((client_paths.state_dir / "projects").glob("*.json"))
-    assert len(files) == 1 and cloud.token not in files[0].read_text()
+    assert len(files) == 1 and token not in files[0].read_text()
     store = StateStore(client_paths.state_dir)
     # the same server spelled differently finds the same records
-    (record,) = store.for_token(cloud.url.removeprefix("http://"), cloud.token)
+    (record,) = store.for_token(real_server.url.removeprefix("http://"), token)
     assert record.project == "stateful" and record.status == "started"
     assert not (client_paths.cache_dir / "uploads" / "stateful.zip").exists()  # cache freed after start
-    assert store.for_token(cloud.url, "another-token") == []
+    assert store.for_token(real_server.url, "another-token") == []
 
 
-def test_download_resumes_with_range(mini_cloud, make_photos, client_paths, tmp_path):
-    cloud = mini_cloud()
-    with Client(cloud.url, cloud.token, paths=client_paths, retry=RetryPolicy(attempts=2, base_delay=0.01)) as c:
-        c.upload(make_photos(2), "ranged")
-        c.start()
-        full = cloud.result_zip("ranged")
-        partial = tmp_path / "ranged.zip.part"
-        partial.write_bytes(full[:1000])  # what an interrupted download left behind
-        cloud.requests.clear()
-        path = c.download(tmp_path)
-    assert path.read_bytes() == full and not partial.exists()
+def test_download_resumes_with_range(kermit_done, processing_server, drop_proxy, client_paths, tmp_path):
+    """What an interrupted download left behind (`NAME.zip.part`) is continued: only the missing bytes travel."""
+    assert kermit_done["result"].returncode == 0, kermit_done["result"].stderr[-2000:]
+    proxy = drop_proxy(processing_server.port)
+    with Client(proxy.url, kermit_done["token"], paths=client_paths,
+                retry=RetryPolicy(attempts=2, base_delay=0.01)) as c:
+        full = processing_server.result_zip(c.project_info("kermit-done").raw["id"]).read_bytes()
+        (tmp_path / "kermit-done.zip.part").write_bytes(full[: len(full) - 50_000])
+        path = c.download(tmp_path, "kermit-done")
+    assert path.read_bytes() == full and not (tmp_path / "kermit-done.zip.part").exists()
     assert zipfile.is_zipfile(path)
-    assert cloud.ranges == ["bytes=1000-"]  # only the missing bytes were fetched
+    assert proxy.downstream_bytes < 50_000 + 20_000  # the last 50 kB and the answers' headers, not the file

@@ -1,6 +1,10 @@
-"""The SDK's upload state machine against a small real HTTP server speaking the agreed part protocol.
+"""The SDK's upload state machine.
 
-These run without the full server; `test_e2e_server.py` repeats the important ones against the real one.
+Against the real server: progress reports, limits and credit checked before anything is sent, typed errors, a
+name taken by other photos. Against `MiniCloud` (tests/client/conftest.py), a small stand-in speaking the same
+part protocol, only what the real server cannot show on demand: a server without ranged uploads, and the exact
+requests a resumed upload sends (the stand-in records every request). test_fake_contract.py holds the stand-in's
+answers to the real server's.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from openscancloud.client import (
     InvalidToken,
     LimitExceeded,
     NotEnoughCredit,
+    ProjectNotFound,
     ProjectNotReady,
     RetryPolicy,
     UploadCancelled,
@@ -35,17 +40,17 @@ def uploaded_zip_sha(client, name):
     return record.sha256, record.zip_path
 
 
-def test_upload_start_wait_download(mini_cloud, make_photos, client_paths, tmp_path):
-    cloud = mini_cloud()
+def test_upload_progress_and_start(real_server, make_photos, client_paths):
+    token = real_server.token()
     folder = make_photos(6)
     progress = []
-    with make_client(cloud.url, cloud.token, client_paths, part_size=150_000, chunk_size=64_000) as client:
+    with make_client(real_server.url, token, client_paths, part_size=150_000, chunk_size=64_000) as client:
         info = client.token_info()
-        assert info.limit_photos == 1000 and info.credit_gb == 10.0
+        assert info.limit_photos == 2000 and info.credit_gb == 50.0
         result = client.upload(folder, "set-1", progress=progress.append)
-        assert result.parts == len(cloud.projects["set-1"]["parts"]) > 2
+        assert result.parts == len(client.project_info("set-1").parts) > 2
         sha, zip_path = uploaded_zip_sha(client, "set-1")
-        assert hashlib.sha256(cloud.assembled("set-1")).hexdigest() == sha == result.sha256
+        assert sha == result.sha256
         assert sorted(zipfile.ZipFile(zip_path).namelist()) == [f"img{i:03d}.jpg" for i in range(6)]
         # progress reports are monotone within a run and end at the total
         uploading = [p for p in progress if p.phase == "uploading"]
@@ -53,12 +58,9 @@ def test_upload_start_wait_download(mini_cloud, make_photos, client_paths, tmp_p
         assert all(a.bytes_done <= b.bytes_done for a, b in zip(uploading, uploading[1:]))
         assert {p.part_count for p in uploading} == {result.parts}
         client.start()
-        done = client.wait(poll=0.01, timeout=5)
-        assert done.is_done and done.dlink
-        path = client.download(tmp_path / "out")
-        assert path.name == "set-1.zip"
-        assert zipfile.ZipFile(path).read("input.sha256").decode() == sha
-        assert client.local_projects()[0].download_path == str(path)
+        started = client.project_info()
+        assert started.status == "queued"  # no worker on this server
+    assert hashlib.sha256(real_server.input_zip(started.raw["id"]).read_bytes()).hexdigest() == sha
 
 
 def test_dropped_connection_resumes_mid_part(mini_cloud, drop_proxy, make_photos, client_paths):
@@ -116,53 +118,90 @@ def test_server_without_ranged_uploads_gets_whole_parts(mini_cloud, drop_proxy, 
     assert not any("Content-Range" in r[2] for r in cloud.requests if r[0] == "POST")
 
 
-def test_limits_are_checked_before_anything_is_uploaded(mini_cloud, make_photos, client_paths):
-    folder = make_photos(4)
-    for kwargs, error, words in [
+def test_limits_are_checked_before_anything_is_uploaded(real_server, make_photos, client_paths):
+    folder = make_photos(4)  # about 400 kB
+    for limits, error, words in [
         ({"limit_photos": 3}, LimitExceeded, "at most 3"),
         ({"limit_filesize": 100_000}, LimitExceeded, "MB"),
-        ({"credit": 0.0001}, NotEnoughCredit, "credit"),
+        ({"credit_gb": 0.0001}, NotEnoughCredit, "credit"),
     ]:
-        cloud = mini_cloud(**kwargs)
-        with make_client(cloud.url, cloud.token, client_paths) as client, pytest.raises(error) as err:
-            client.upload(folder, "too-much")
-        assert words in str(err.value)
-        assert not cloud.projects and not any(r[1] == "createProject" for r in cloud.requests)
+        token = real_server.token(**limits)
+        with make_client(real_server.url, token, client_paths) as client:
+            with pytest.raises(error) as err:
+                client.upload(folder, "too-much")
+            assert words in str(err.value)
+            with pytest.raises(ProjectNotFound):
+                client.project_info("too-much")  # nothing was created
 
 
-def test_errors_are_typed_sentences(mini_cloud, make_photos, client_paths):
-    cloud = mini_cloud()
-    with make_client(cloud.url, "wrong-token", client_paths) as client, pytest.raises(InvalidToken) as err:
+def test_errors_are_typed_sentences(real_server, client_paths):
+    token = real_server.token()
+    with make_client(real_server.url, "prv_wrong", client_paths) as client, pytest.raises(InvalidToken) as err:
         client.token_info()
-    assert "token" in str(err.value) and "Unknown token." in str(err.value)
-    with make_client(cloud.url, cloud.token, client_paths, basic_auth=("x", "y")) as client:
+    assert err.value.status_code == 401
+    assert "did not accept the token" in str(err.value) and "This token is not known to this server." in str(err.value)
+    with make_client(real_server.url, token, client_paths, basic_auth=("x", "y")) as client:
         with pytest.raises(InvalidToken, match="Basic"):
             client.token_info()
-    with make_client(cloud.url, cloud.token, client_paths, part_size=100_000) as client:
+    with make_client(real_server.url, token, client_paths, part_size=100_000) as client:
         client.create_project("half", photos=2, parts=2, filesize=150_000)
-        with pytest.raises(ProjectNotReady, match="missing"):
+        with pytest.raises(ProjectNotReady, match="Parts 0, 1 are missing"):
             client.start("half")
     # nothing listening: a ConnectionFailed after the retries, as one sentence
-    with make_client("http://127.0.0.1:9", cloud.token, client_paths) as client:
+    with make_client("http://127.0.0.1:9", token, client_paths) as client:
         with pytest.raises(ConnectionFailed) as err:
             client.status()
     assert "could not connect" in str(err.value)
 
 
-def test_name_taken_by_other_photos(mini_cloud, make_photos, client_paths, tmp_path):
+def test_retries_back_off_exponentially(client_paths):
+    """A server that accepts connections and closes them at once: exactly `attempts` tries, the pauses between
+    them growing as base·2^n (no jitter here, so the floor is exact), then ConnectionFailed."""
+    import socket
+    import time
+
+    arrivals: list[float] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def accept_and_drop():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            arrivals.append(time.monotonic())
+            conn.close()
+
+    threading.Thread(target=accept_and_drop, daemon=True).start()
+    policy = RetryPolicy(attempts=4, base_delay=0.2, max_delay=5.0, jitter=False)
+    try:
+        with make_client(f"http://127.0.0.1:{listener.getsockname()[1]}", "prv_x", client_paths,
+                         retry=policy) as client, pytest.raises(ConnectionFailed) as err:
+            client.token_info()
+    finally:
+        listener.close()
+    assert "Traceback" not in str(err.value) and str(err.value).endswith(".")
+    assert len(arrivals) == 4, arrivals
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    for gap, pause in zip(gaps, (0.2, 0.4, 0.8)):
+        assert gap >= pause, gaps
+    assert gaps[0] < gaps[1] < gaps[2], gaps
+
+
+def test_name_taken_by_other_photos(real_server, drop_proxy, make_photos, client_paths, tmp_path):
     from openscancloud.client import ProjectExists
     from openscancloud.client.config import ClientPaths
 
-    cloud = mini_cloud()
-    with make_client(cloud.url, cloud.token, client_paths) as client:
-        client.upload(make_photos(3, name="a"), "taken")
+    token = real_server.token()
+    with make_client(real_server.url, token, client_paths) as client:
+        first = client.upload(make_photos(3, name="a"), "taken")
     other_machine = ClientPaths(tmp_path / "o1", tmp_path / "o2", tmp_path / "o3")
-    with make_client(cloud.url, cloud.token, other_machine) as client, pytest.raises(ProjectExists) as err:
+    with make_client(real_server.url, token, other_machine) as client, pytest.raises(ProjectExists) as err:
         client.upload(make_photos(5, name="b"), "taken")
     assert "already exists" in str(err.value) and "choose another name" in str(err.value)
     # the same photos under the same name from another machine: recognised and continued (nothing re-sent)
-    with make_client(cloud.url, cloud.token, other_machine) as client:
-        cloud.requests.clear()
+    proxy = drop_proxy(real_server.port)
+    with make_client(proxy.url, token, other_machine) as client:
         result = client.upload(tmp_path / "a", "taken")
-    assert result.resumed and result.parts_skipped == result.parts
-    assert not [r for r in cloud.requests if r[0] == "POST"]
+    assert result.resumed and result.parts_skipped == result.parts and result.sha256 == first.sha256
+    assert proxy.upstream_bytes < 20_000 < first.size  # requests only, no photo bytes

@@ -68,7 +68,6 @@ class RealServer:
 @pytest.fixture(scope="module")
 def upload_server(tmp_path_factory):
     """No worker: projects stay queued after start (for tests that stop after upload/start)."""
-    pytest.importorskip("openscancloud.service_cli")
     server = RealServer(tmp_path_factory.mktemp("srv"), 0, {"OPENSCAN_PART_LIMIT_BYTES": "500000"})
     yield server
     server.stop()
@@ -77,7 +76,6 @@ def upload_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def processing_server(tmp_path_factory):
     """One built-in worker running the real engine at preview quality."""
-    pytest.importorskip("openscancloud.service_cli")
     server = RealServer(tmp_path_factory.mktemp("srv-proc"), 1,
                         {"OPENSCAN_PART_LIMIT_BYTES": "1000000", "OPENSCAN_QUALITY": "preview"})
     yield server

@@ -18,7 +18,9 @@ def cli(tmp_path):
     runner = CliRunner()
 
     def run(*args: str, ok: bool = True):
-        result = runner.invoke(app, [*args, "--data-dir", str(tmp_path / "data")])
+        split = args.index("--") if "--" in args else len(args)  # options go before a `--` separator
+        result = runner.invoke(app, [*args[:split], "--data-dir", str(tmp_path / "data"), *args[split:]],
+                               catch_exceptions=False)  # a crash is a crash, not an exit code
         if ok:
             assert result.exit_code == 0, result.output
         return result
@@ -52,15 +54,21 @@ def test_tokens_lifecycle(cli):
     assert json.loads(cli("tokens", "show", str(made["id"]), "--json").stdout)["status"] == "revoked"
 
 
-def test_cli_errors_are_one_sentence_and_nonzero(cli):
+def test_cli_errors_are_one_sentence_and_exact_exit_codes(cli):
     r = cli("tokens", "create", "--kind", "private", "--forename", "A", ok=False)
-    assert r.exit_code != 0 and "needs --forename, --surname and --email" in r.output
+    assert r.exit_code == 2 and "needs --forename, --surname and --email" in r.output  # usage
     r = cli("tokens", "create", "--kind", "public", ok=False)
-    assert r.exit_code != 0 and "tokens public" in r.output
+    assert r.exit_code == 2 and "tokens public" in r.output
     r = cli("tokens", "show", "999", ok=False)
-    assert r.exit_code != 0 and "No token matches" in r.output
+    assert r.exit_code == 1 and "No token matches" in r.output
     worker = cli("tokens", "create", "--kind", "worker").stdout.strip()
     r = cli("tokens", "topup", worker, "5", ok=False)
-    assert r.exit_code != 0 and "Only private tokens" in r.output
-    r = cli("tokens", "topup", worker, "-1", ok=False)
-    assert r.exit_code != 0
+    assert r.exit_code == 1 and "Only private tokens" in r.output
+    private = json.loads(cli("tokens", "create", "--kind", "private", "--forename", "A", "--surname", "B",
+                             "--email", "a@b.org", "--credit-gb", "2", "--json").stdout)
+    for amount in ("-1", "0"):  # `--` so that "-1" is the amount, not an unknown option
+        r = cli("tokens", "topup", str(private["id"]), "--", amount, ok=False)
+        assert r.exit_code == 1, r.output
+        assert "The top-up amount must be a positive number of GB." in r.output
+    shown = json.loads(cli("tokens", "show", str(private["id"]), "--json").stdout)
+    assert shown["credit_gb"] == 2.0 and [e["kind"] for e in shown["ledger"]] == ["grant"]  # nothing booked

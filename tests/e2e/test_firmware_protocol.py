@@ -32,6 +32,46 @@ def chunked(data: bytes, size: int = 1000):
         yield data[i:i + size]
 
 
+def _stream_until_answered(url: str, data: bytes, chunk: int) -> tuple[int, bytes, int]:
+    """POST `data` with chunked transfer encoding, as the firmware's generator upload does, but watch the socket
+    after every chunk: as soon as the server answers, stop sending and read the answer. Returns (status, body,
+    bytes sent). (A client that keeps sending into a refusal may see the connection reset before it reads the
+    answer; this one reads it as a careful client would.)"""
+    import select
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    head = (f"POST {u.path}?{u.query} HTTP/1.1\r\nHost: {u.netloc}\r\nContent-Type: application/octet-stream\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+    sent = 0
+    with socket.create_connection((u.hostname, u.port), timeout=30) as sock:
+        sock.sendall(head.encode())
+        while sent < len(data):
+            if select.select([sock], [], [], 0.05)[0]:
+                break  # the server has answered
+            piece = data[sent:sent + chunk]
+            sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            sent += len(piece)
+        else:
+            sock.sendall(b"0\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _content_length(answer):
+            block = sock.recv(65536)
+            if not block:
+                break
+            answer += block
+    head_bytes, _, body = answer.partition(b"\r\n\r\n")
+    return int(head_bytes.split()[1]), body, sent
+
+
+def _content_length(answer: bytes) -> int:
+    for line in answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":", 1)[1])
+    return 0
+
+
 def test_firmware_flow_chunked_multipart_upload(start_server):
     server = start_server(workers=0, part_limit_bytes=8192)
     s = requests.Session()
@@ -58,15 +98,14 @@ def test_firmware_flow_chunked_multipart_upload(start_server):
     assert r.status_code == 200 and r.json() == {"status": "started", "project": name, "id": created["id"]}
     p = s.get(f"{base}/getProjectInfo", auth=AUTH, params={"token": server.public_token, "project": name}).json()
     assert p["status"] == "queued" and p["dlink"] is None and p["photos"] == 6
-    # an oversize streamed part: 413, the server stops reading
+    # an oversize streamed part: exactly 413 with the sentence, and the server stops reading
     r2 = s.get(f"{base}/createProject", auth=AUTH, params={"token": server.public_token, "photos": 1,
                                                            "filesize": 9000, "parts": 2, "project": "big.zip"}).json()
-    try:
-        up = requests.post(r2["ulink"][0], data=chunked(b"x" * 200_000, 4096),
-                           headers={"Content-type": "application/octet-stream"})
-        assert up.status_code == 413
-    except requests.ConnectionError:
-        pass  # the server may close the connection before the client finished sending: also a refusal
+    status, body, sent = _stream_until_answered(r2["ulink"][0], b"x" * 200_000, 4096)
+    assert status == 413, body
+    assert json.loads(body) == {"status": "error", "error": "part_too_large",
+                                "message": "An upload part may be at most 8192 bytes; split the zip into more parts."}
+    assert sent < 200_000  # refused while the part was still coming, not after all of it
     head = requests.head(r2["ulink"][0])
     assert head.headers["Upload-Offset"] == "0"
 

@@ -1,9 +1,8 @@
-"""Issue 3 section H: a real server with its built-in worker, driven exactly like the firmware, turns the
+"""A real server with its built-in worker, driven exactly like the firmware, turns the
 kermit photo set into a textured mesh with the REAL engine."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import math
 import tempfile
@@ -11,14 +10,9 @@ import time
 import zipfile
 from pathlib import Path
 
-import pytest
 import requests
 
 AUTH = ("openscan", "free")
-
-
-def engine_available() -> bool:
-    return importlib.util.find_spec("openscancloud.engine.__main__") is not None
 
 
 def firmware_zip(images: Path) -> bytes:
@@ -32,8 +26,6 @@ def firmware_zip(images: Path) -> bytes:
 
 
 def test_firmware_end_to_end_with_real_engine(start_server, photo_set):
-    if not engine_available():
-        pytest.skip("the reconstruction engine (python -m openscancloud.engine) is not available yet")
     images = photo_set("kermit")
     data = firmware_zip(images)
     part_limit = math.ceil(len(data) / 3)  # a small part limit: the upload needs three parts

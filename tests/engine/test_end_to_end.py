@@ -138,3 +138,21 @@ def test_sigterm_stops_promptly(photo_set, tmp_path):
     assert code == 130
     last = json.loads(rest.strip().splitlines()[-1])
     assert last["event"] == "error" and last.get("cancelled") is True
+
+
+def test_internal_failure_exit_code(photo_set, tmp_path):
+    """Anything that is not the photos' fault (here: the output path is a file, so no folder can be made there)
+    ends with exit 1, a final JSON `error` event with one sentence and `user_error: false`; the traceback goes
+    to stderr only, so the worker parsing stdout never sees it."""
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the output folder should go")
+    proc = subprocess.run([sys.executable, "-m", "openscancloud.engine", str(photo_set("kermit")), "-o",
+                           str(blocked), "--progress", "jsonl"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    events = [json.loads(line) for line in proc.stdout.splitlines()]  # stdout is JSON lines only
+    last = events[-1]
+    assert last["event"] == "error" and last["user_error"] is False
+    assert last["message"].startswith("The reconstruction failed unexpectedly (")
+    assert "not-a-folder" in last["message"] and "\n" not in last["message"]
+    assert "Traceback" in proc.stderr and "Traceback" not in proc.stdout
+    assert blocked.read_text() == "a file where the output folder should go"  # nothing overwritten

@@ -60,10 +60,8 @@ def _check_geometry(out, gt_dir):
 
 
 @pytest.mark.parametrize("name", ["synth_bust", "synth_rig_static"])
-def test_turntable_preview(name, datasets_dir, tmp_path):
-    images = datasets_dir / name / "images"
-    if not images.is_dir():
-        pytest.skip(f"{name} missing")
+def test_turntable_preview(name, datasets_dir, photo_set, tmp_path):
+    images = photo_set(name)
     result = reconstruct(images, tmp_path / "out", ReconstructionOptions(quality="preview"))
     report = result.report
     assert report["images"]["registered"] == 48
@@ -73,10 +71,8 @@ def test_turntable_preview(name, datasets_dir, tmp_path):
     _check_geometry(tmp_path / "out", datasets_dir / name / "ground_truth")
 
 
-def test_synth_bust_standard(datasets_dir, tmp_path):
-    images = datasets_dir / "synth_bust" / "images"
-    if not images.is_dir():
-        pytest.skip("synth_bust missing")
+def test_synth_bust_standard(datasets_dir, photo_set, tmp_path):
+    images = photo_set("synth_bust")
     result = reconstruct(images, tmp_path / "out", ReconstructionOptions(quality="standard"))
     assert result.report["images"]["registered"] == 48
     assert result.report["peak_rss_mb"] < 3072
@@ -84,10 +80,8 @@ def test_synth_bust_standard(datasets_dir, tmp_path):
 
 
 @pytest.mark.parametrize("name,minimum", [("monstree", 22), ("fox", 48)])
-def test_real_sets_preview(name, minimum, datasets_dir, tmp_path):
-    images = datasets_dir / name / "images"
-    if not images.is_dir():
-        pytest.skip(f"{name} missing")
+def test_real_sets_preview(name, minimum, photo_set, tmp_path):
+    images = photo_set(name)
     result = reconstruct(images, tmp_path / "out", ReconstructionOptions(quality="preview"))
     assert result.report["images"]["registered"] >= minimum
     assert result.report["masks"]["mode"] == "none"  # handheld: never masked

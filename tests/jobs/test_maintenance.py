@@ -89,7 +89,8 @@ def test_retention_cleanup(env):
     assert ctx.maintenance.run_once()["projects_cleaned"] == 2
     assert ctx.storage.result_size(pid_private) is None and ctx.storage.result_size(pid_public) is None
     assert ctx.storage.input_size(pid_public) is not None
-    assert client.get(dlink).status_code in (404, 410)
+    gone = client.get(dlink)
+    assert gone.status_code == 410 and gone.json()["error"] == "link_expired"
     p = client.get("/getProjectInfo", params=dict(token=private, project="p.zip"), auth=AUTH).json()
     assert p["dlink"] is None
 
@@ -108,3 +109,41 @@ def test_public_allowance_is_rolling_24h(env):
     r = client.get("/createProject", params=dict(token=public, project="b.zip", photos=1, parts=1,
                                                  filesize=600_000), auth=AUTH)
     assert r.status_code == 200
+
+
+def test_download_link_expires_with_the_retention_period(env):
+    """The signed result link is valid until the retention period ends, judged by the server's clock: moved to an
+    hour before the end it still downloads, a minute after it answers 410 with a sentence, even before the
+    periodic clean-up has deleted anything."""
+    ctx, client = env
+    private, _ = ctx.service.create_token(TokenKind.PRIVATE, forename="A", surname="B", email="a@b.org")
+    pid = _done_project(ctx, client, private, "kept.zip")
+    dlink = client.get("/getProjectInfo", params=dict(token=private, project="kept.zip"), auth=AUTH).json()["dlink"]
+    retention = timedelta(days=ctx.settings.retention_days)
+    shift(ctx, retention - timedelta(hours=1))
+    r = client.get(dlink)
+    assert r.status_code == 200 and zipfile.ZipFile(io.BytesIO(r.content)).read("a.jpg") == b"x" * 1000
+    shift(ctx, retention + timedelta(minutes=1))
+    r = client.get(dlink)
+    assert r.status_code == 410
+    assert r.json() == {"status": "error", "error": "link_expired",
+                        "message": "This link has expired; ask for a new one (getProjectInfo)."}
+    assert ctx.storage.result_size(pid) is not None  # refused by its date, not because the file is gone
+    tampered = dlink.replace("&s=", "&s=0")
+    assert client.get(tampered).status_code == 403
+
+
+def test_upload_link_expires_after_its_lifetime(env):
+    ctx, client = env
+    token, _ = ctx.service.create_token(TokenKind.PRIVATE, forename="A", surname="B", email="a@b.org", credit_gb=1)
+    data = small_zip()
+    info = client.get("/createProject", params=dict(token=token, project="slow.zip", photos=1, parts=1,
+                                                    filesize=len(data)), auth=AUTH).json()
+    shift(ctx, timedelta(seconds=ctx.settings.upload_link_seconds - 60))
+    assert client.head(info["ulink"][0]).status_code == 200  # still valid a minute before the end
+    shift(ctx, timedelta(seconds=ctx.settings.upload_link_seconds + 60))
+    r = client.post(info["ulink"][0], content=data)
+    assert r.status_code == 410 and r.json()["error"] == "link_expired"
+    assert "expired" in r.json()["message"]
+    p = client.get("/getProjectInfo", params=dict(token=token, project="slow.zip"), auth=AUTH).json()
+    assert [part["size"] for part in p["parts"]] == [0]  # nothing was written through the dead link

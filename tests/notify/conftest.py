@@ -75,6 +75,30 @@ def webhook_receiver():
 
 
 @pytest.fixture
+def webhook_receiver_failing():
+    """Answers 503 to every POST; records (arrival time.monotonic(), JSON body)."""
+    received: list[tuple[float, dict]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append((time.monotonic(), json.loads(body)))
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
 def mail_app(tmp_path, smtp):
     from openscancloud.api.app import create_app
     from openscancloud.settings import Settings

@@ -35,10 +35,10 @@ def crash_module(stack_module):
 
 
 @pytest.fixture
-def require_stack(stack_module):
+def require_stack(stack_module, service_missing):
     missing = stack_module.missing_parts()
     if missing:
-        pytest.skip("scale stack unavailable: " + ", ".join(missing))
+        service_missing("scale stack unavailable: " + ", ".join(missing))
 
 
 @pytest.fixture

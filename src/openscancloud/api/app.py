@@ -5,6 +5,7 @@ task of this process. No module-level state: several processes can serve the sam
 from __future__ import annotations
 
 import asyncio
+import calendar
 import contextlib
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
@@ -56,7 +57,8 @@ def build_context(settings: Settings) -> AppContext:
     service = CloudService(settings=settings, uow=uow, storage=storage, secret=secret, on_event=notifier)
     queue = JobQueue(settings=settings, uow=uow, storage=storage, on_event=notifier)
     ctx = AppContext(
-        settings=settings, db=db, storage=storage, service=service, queue=queue, signer=Signer(secret),
+        settings=settings, db=db, storage=storage, service=service, queue=queue,
+        signer=Signer(secret, clock=lambda: calendar.timegm(service.clock().timetuple())),
         notifier=notifier, maintenance=Maintenance(service, queue, exclusive=lambda: db.exclusive("maintenance")),
     )
     ctx.poller = ProjectPoller(ctx, make_reader(settings.db_url, settings.poll_read_connections))

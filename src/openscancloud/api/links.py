@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import calendar
-import time
 from typing import Any
 
 from fastapi import Request
@@ -61,6 +60,6 @@ def download_link(base: str, signer: Signer, project: Any) -> str | None:
 
 
 def worker_file_link(base: str, signer: Signer, job_id: str, attempt: int, what: str, lifetime: int) -> str:
-    expires = int(time.time()) + lifetime
+    expires = int(signer.now()) + lifetime
     sig = signer.sign(f"worker-{what}", job_id, attempt, expires=expires)
     return f"{base}/worker-files/{job_id}/{attempt}/{what}.zip?e={expires}&s={sig}"
