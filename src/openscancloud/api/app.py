@@ -12,7 +12,7 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from openscancloud import __version__
-from openscancloud.api import downloads, errors, legacy, uploads, worker_api
+from openscancloud.api import downloads, errors, legacy, results, uploads, worker_api
 from openscancloud.api.context import AppContext
 from openscancloud.api.v1 import admin as v1_admin
 from openscancloud.api.v1 import projects as v1_projects
@@ -72,6 +72,7 @@ def create_app(settings: Settings, *, maintenance: bool = True) -> FastAPI:
     app.include_router(legacy.router)
     app.include_router(uploads.router)
     app.include_router(downloads.router)
+    app.include_router(results.router)
     app.include_router(worker_api.router)
     app.include_router(worker_api.files_router)
     app.include_router(v1_projects.router)

@@ -7,7 +7,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from openscancloud.domain.accounts import TokenView
+from openscancloud.domain.eta import StageModel, build_model
 from openscancloud.domain.lifecycle import ACTIVE_JOB, ProjectStatus
+from openscancloud.domain.options import options_of
+
+ETA_HISTORY = 20  # recent finished jobs per quality the stage speeds are measured on
 
 
 class Reporting:
@@ -16,6 +20,25 @@ class Reporting:
     def average_duration(self, repo: Any) -> float:
         durations = repo.recent_durations()
         return sum(durations) / len(durations) if durations else 600.0
+
+    def stage_model(self, repo: Any, quality: str) -> StageModel | None:
+        return build_model(quality, repo.recent_done_reports(quality, ETA_HISTORY))
+
+    def _eta(self, repo: Any, job: Any, project: Any, now: datetime) -> tuple[float | None, str | None]:
+        """(seconds left, what the figure is based on), or (None, None) without any measured job."""
+        model = self.stage_model(repo, job.quality)
+        if model is None:
+            return None, None
+        photos = project.photos
+        if job.status == "running":
+            since = job.stage_started_at or job.started_at or now
+            return model.remaining_seconds(job.stage, (now - since).total_seconds(), photos), model.basis
+        queued = repo.queued_jobs()
+        ahead = next((i for i, j in enumerate(queued) if j.id == job.id), 0)
+        workers = max(1, repo.workers_seen_since(now - timedelta(seconds=self.settings.worker_offline_seconds)))
+        busy = len(repo.running_jobs())
+        wait = (ahead + busy) * model.total_seconds(photos) / workers if ahead + busy >= workers else 0.0
+        return wait + model.total_seconds(photos), model.basis + " (includes the jobs ahead in the queue)"
 
     def queue_estimate(self, token: TokenView) -> dict[str, Any]:
         now = self.clock()
@@ -84,23 +107,15 @@ class Reporting:
         now = self.clock()
         with self.uow() as repo:
             job = repo.latest_job(project.id)
-            eta = None
+            eta, basis = None, None
             progress = 0.0
             stage = None
             if project.status == ProjectStatus.DONE:
                 progress, stage = 100.0, "done"
             elif job is not None and project.status in ACTIVE_JOB:
-                avg = self.average_duration(repo)
                 progress = round((job.progress or 0.0) * 100, 1)
                 stage = job.stage or ("queued" if job.status == "queued" else None)
-                if job.status == "running" and job.started_at:
-                    elapsed = (now - job.started_at).total_seconds()
-                    frac = job.progress or 0.0
-                    eta = elapsed / frac * (1 - frac) if frac > 0.05 else max(avg - elapsed, 0)
-                else:
-                    queued = repo.queued_jobs()
-                    pos = next((i for i, j in enumerate(queued) if j.id == job.id), 0)
-                    eta = (pos + 1) * avg
+                eta, basis = self._eta(repo, job, project, now)
         return {
             "id": project.id,
             "project": project.name,
@@ -109,11 +124,15 @@ class Reporting:
             "progress": progress,
             "stage": stage,
             "eta_seconds": None if eta is None else round(eta),
+            "eta_basis": basis if eta is not None else (
+                "unknown: this server has not finished a job of this quality yet"
+                if project.status in ACTIVE_JOB else None),
             "error": project.error,
             "photos": project.photos,
             "filesize": project.filesize,
             "parts_total": project.parts,
             "quality": project.quality,
+            "options": options_of(project).to_dict(),
             "credit_charged": round(project.charged_gb, 9),
             "keep_for_research": project.keep_for_research,
             "created_at": _iso(project.created_at),

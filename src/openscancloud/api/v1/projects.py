@@ -17,6 +17,9 @@ from openscancloud.api.auth import user_token
 from openscancloud.api.context import AppContext, get_ctx
 from openscancloud.api.downloads import ranged_file_response
 from openscancloud.api.legacy import project_info
+from openscancloud.api.links import base_url
+from openscancloud.api.results import file_link, result_members, share_signature, share_url
+from openscancloud.domain.options import parse_options
 from openscancloud.domain.errors import NotFound
 from openscancloud.domain.service import TokenView
 
@@ -30,6 +33,21 @@ class ProjectIn(BaseModel):
     parts: int = Field(ge=1, description="Number of upload parts (each at most the part limit)")
     quality: str | None = Field(default=None, description="preview | standard | high")
     webhook_url: str | None = Field(default=None, description="POSTed JSON when the project is done or failed")
+    masks: str | None = Field(default=None, description="auto (detect a static background) | off | user "
+                                                       "(NAME_mask.png beside each photo in the zip)")
+    texture_size: int | None = Field(default=None, description="texture side in px (256–16384); null: preset")
+    target_faces: int | None = Field(default=None, description="triangle budget (1,000–5,000,000); null: preset")
+    formats: list[str] | None = Field(default=None, description="subset of glb, obj, ply, stl, usdz; null: all")
+
+
+class OptionsIn(BaseModel):
+    """Processing options for a new run of the same photos (missing fields: the defaults, not the old run's)."""
+
+    quality: str | None = Field(default=None, description="preview | standard | high")
+    masks: str | None = Field(default=None, description="auto | off | user")
+    texture_size: int | None = Field(default=None, description="texture side in px (256–16384); null: preset")
+    target_faces: int | None = Field(default=None, description="triangle budget (1,000–5,000,000); null: preset")
+    formats: list[str] | None = Field(default=None, description="subset of glb, obj, ply, stl, usdz; null: all")
 
 
 @router.get("/status")
@@ -54,7 +72,9 @@ async def create_project(body: ProjectIn, request: Request, token: TokenView = D
     name = body.name or f"project-{int(time.time() * 1000)}"
     project, _ = await run_in_threadpool(
         lambda: ctx.service.create_project(token, name, body.photos, body.parts, body.filesize,
-                                           quality=body.quality, webhook_url=body.webhook_url)
+                                           quality=body.quality, webhook_url=body.webhook_url, masks=body.masks,
+                                           texture_size=body.texture_size, target_faces=body.target_faces,
+                                           formats=body.formats)
     )
     return await run_in_threadpool(project_info, ctx, request, project)
 
@@ -100,6 +120,50 @@ async def reset(project_id: str, request: Request, token: TokenView = Depends(us
     return await _act(request, token, project_id, "reset")
 
 
+@router.post("/projects/{project_id}/reprocess", status_code=202)
+async def reprocess(project_id: str, body: OptionsIn, request: Request,
+                    token: TokenView = Depends(user_token)) -> dict[str, Any]:
+    """Process a done, failed or cancelled project again with these options, from the photos the server kept
+    (no new upload). Costs the upload's credit again; the previous result is replaced."""
+    ctx = get_ctx(request)
+    options = parse_options(quality=body.quality, masks=body.masks, texture_size=body.texture_size,
+                            target_faces=body.target_faces, formats=body.formats,
+                            default_quality=ctx.settings.quality)
+    project = await run_in_threadpool(ctx.service.reprocess_project, token, project_id, options)
+    return await run_in_threadpool(project_info, ctx, request, project)
+
+
+@router.get("/projects/{project_id}/shares")
+async def list_shares(project_id: str, request: Request, token: TokenView = Depends(user_token)) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    shares = await run_in_threadpool(ctx.service.list_shares, token, project_id)
+    base = base_url(request, ctx.settings)
+    return {"shares": [_share_view(base, ctx, s) for s in shares]}
+
+
+@router.post("/projects/{project_id}/shares", status_code=201)
+async def create_share(project_id: str, request: Request, token: TokenView = Depends(user_token)) -> dict[str, Any]:
+    """A read-only link to this finished project's viewer and files that works without a token (revocable)."""
+    ctx = get_ctx(request)
+    share = await run_in_threadpool(ctx.service.create_share, token, project_id)
+    return _share_view(base_url(request, ctx.settings), ctx, share)
+
+
+@router.post("/projects/{project_id}/shares/{share_id}/revoke")
+async def revoke_share(project_id: str, share_id: str, request: Request,
+                       token: TokenView = Depends(user_token)) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    share = await run_in_threadpool(ctx.service.revoke_share, token, project_id, share_id)
+    return _share_view(base_url(request, ctx.settings), ctx, share)
+
+
+def _share_view(base: str, ctx: AppContext, share: Any) -> dict[str, Any]:
+    return {"id": share.id, "url": share_url(base, ctx.signer, share),
+            "api": f"{base}/api/v1/shared/{share.id}?s={share_signature(ctx.signer, share.id, share.project_id)}",
+            "created_at": share.created_at.isoformat(timespec="seconds") + "Z",
+            "revoked": share.revoked_at is not None}
+
+
 @router.delete("/projects/{project_id}", status_code=204)
 async def delete(project_id: str, request: Request, token: TokenView = Depends(user_token)) -> Response:
     ctx = get_ctx(request)
@@ -143,7 +207,11 @@ async def result_files(project_id: str, request: Request, token: TokenView = Dep
         with ctx.storage.open_result(project.id) as fh, zipfile.ZipFile(fh) as zf:
             files = [{"name": i.filename, "size": i.file_size} for i in zf.infolist() if not i.is_dir()]
         info = project_info(ctx, request, project)
-        return {"files": files, "dlink": info["dlink"], "size": project.result_size}
+        base = base_url(request, ctx.settings)
+        downloads = result_members(ctx, project)
+        for d in downloads:
+            d["url"] = file_link(base, ctx.signer, project, d["name"])
+        return {"files": files, "downloads": downloads, "dlink": info["dlink"], "size": project.result_size}
 
     return await run_in_threadpool(listing)
 
