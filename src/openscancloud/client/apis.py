@@ -24,7 +24,8 @@ class ServerApi(Protocol):
     def status(self) -> dict[str, Any]: ...
     def token_info(self) -> dict[str, Any]: ...
     def queue_estimate(self) -> dict[str, Any]: ...
-    def create(self, name: str, photos: int, parts: int, filesize: int) -> dict[str, Any]: ...
+    def create(self, name: str, photos: int, parts: int, filesize: int,
+               options: dict[str, Any] | None = None) -> dict[str, Any]: ...
     def info(self, name: str) -> dict[str, Any]: ...
     def start(self, name: str) -> dict[str, Any]: ...
     def reset(self, name: str) -> dict[str, Any]: ...
@@ -66,9 +67,12 @@ class LegacyApi:
     def queue_estimate(self) -> dict[str, Any]:
         return self._get("getQueueEstimate", "read the queue estimate")
 
-    def create(self, name: str, photos: int, parts: int, filesize: int) -> dict[str, Any]:
+    def create(self, name: str, photos: int, parts: int, filesize: int,
+               options: dict[str, Any] | None = None) -> dict[str, Any]:
+        extra = {k: ",".join(v) if isinstance(v, (list, tuple)) else v
+                 for k, v in (options or {}).items() if v is not None}
         return self._get("createProject", f"create the project {name}",
-                         {"project": name, "photos": photos, "parts": parts, "filesize": filesize})
+                         {"project": name, "photos": photos, "parts": parts, "filesize": filesize, **extra})
 
     def info(self, name: str) -> dict[str, Any]:
         return self._get("getProjectInfo", f"read the project {name}", {"project": name})
@@ -119,9 +123,11 @@ class V1Api:
     def queue_estimate(self) -> dict[str, Any]:
         return self._send("GET", "/queue", "read the queue estimate")
 
-    def create(self, name: str, photos: int, parts: int, filesize: int) -> dict[str, Any]:
+    def create(self, name: str, photos: int, parts: int, filesize: int,
+               options: dict[str, Any] | None = None) -> dict[str, Any]:
+        extra = {k: list(v) if isinstance(v, tuple) else v for k, v in (options or {}).items() if v is not None}
         data = self._send("POST", "/projects", f"create the project {name}",
-                          {"name": name, "photos": photos, "parts": parts, "filesize": filesize})
+                          {"name": name, "photos": photos, "parts": parts, "filesize": filesize, **extra})
         if data.get("id"):
             self._ids[name] = str(data["id"])
         return data
@@ -134,3 +140,19 @@ class V1Api:
 
     def reset(self, name: str) -> dict[str, Any]:
         return self._send("POST", f"/projects/{self._id(name)}/reset", f"reset the project {name}")
+
+    def cancel(self, name: str) -> dict[str, Any]:
+        return self._send("POST", f"/projects/{self._id(name)}/cancel", f"cancel the project {name}")
+
+    def delete(self, name: str) -> None:
+        response = send_with_retry(
+            lambda: self.http.delete(f"{self.base}/projects/{self._id(name)}", headers=self.headers),
+            action=f"delete the project {name}", retry=self.retry, sleep=self.sleep,
+        )
+        if response.status_code >= 300:
+            raise error_from_response(response, action=f"delete the project {name}")
+        self._ids.pop(name, None)
+
+    def reprocess(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
+        body = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items() if v is not None}
+        return self._send("POST", f"/projects/{self._id(name)}/reprocess", f"reprocess the project {name}", body)
