@@ -56,6 +56,18 @@ async def status(request: Request) -> dict[str, Any]:
     return {"status": "ok", "version": __version__, **info}
 
 
+@router.get("/public-token")
+async def public_token(request: Request) -> dict[str, Any]:
+    """The shared public token this server offers to anyone (no sign-up), with its limits. Projects made with it
+    may be kept for research; 404 when the operator offers none."""
+    ctx = get_ctx(request)
+    if ctx.settings.public_daily_credit_gb <= 0:
+        raise NotFound("This server offers no public token; ask its operator for one.", code="no_public_token")
+    token = await run_in_threadpool(ctx.service.public_token)
+    return {"token": token, "daily_credit_gb": ctx.settings.public_daily_credit_gb,
+            "limit_photos": ctx.settings.public_limit_photos, "limit_filesize": ctx.settings.public_limit_filesize}
+
+
 @router.get("/token")
 async def token_info(request: Request, token: TokenView = Depends(user_token)) -> dict[str, Any]:
     return await run_in_threadpool(get_ctx(request).service.token_info, token)
