@@ -40,7 +40,8 @@ export function optionsForm(initial?: Partial<Options>): { element: HTMLElement;
     h("legend", {}, "Options"),
     quality.row, masks.row, texture.row,
     h("div", { class: "field" }, h("label", { for: facesId }, "Triangles"), faces),
-    h("div", { class: "field formats", role: "group", "aria-label": "Output formats" }, h("span", { class: "label" }, "Formats"), ...boxes.map((b) => b.row)),
+    h("div", { class: "field formats", role: "group", "aria-label": "Output formats" }, h("span", { class: "label" }, "Formats"),
+      h("div", { class: "checks" }, ...boxes.map((b) => b.row))),
   );
   const read = (): Options | string => {
     const formats = boxes.filter((b) => b.box.checked).map((b) => b.f);

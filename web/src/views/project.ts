@@ -15,6 +15,12 @@ const LABELS: Record<string, string> = {
   report: "Report (JSON)",
 };
 const ACTIVE = ["queued", "processing"];
+const STAGES: Record<string, string> = {
+  queued: "Waiting in the queue", starting: "Starting", download: "Fetching the photos", ingest: "Reading photos",
+  masks: "Masking the background", sparse: "Recovering camera positions", dense: "Computing depth maps",
+  mesh: "Building the surface", texture: "Baking the texture", export: "Writing the model files",
+  upload: "Storing the result",
+};
 
 function downloadsList(files: any[]): HTMLElement {
   return h("ul", { class: "downloads" }, ...files.map((f) =>
@@ -92,7 +98,7 @@ export function projectView(id: string): { element: HTMLElement; dispose: () => 
     badge.className = `badge ${p.status}`;
     bar.value = p.progress ?? 0;
     bar.hidden = !ACTIVE.includes(p.status) && p.status !== "done";
-    stage.textContent = ACTIVE.includes(p.status) ? `${p.stage || p.status} — ${Math.round(p.progress)}%` : p.status === "done" ? `Finished ${when(p.finished_at)}` : "";
+    stage.textContent = ACTIVE.includes(p.status) ? `${STAGES[p.stage] ?? p.stage ?? p.status} — ${Math.round(p.progress)}%` : p.status === "done" ? `Finished ${when(p.finished_at)}` : "";
     eta.textContent = !ACTIVE.includes(p.status) ? "" : p.eta_seconds != null
       ? `Time left: ${duration(p.eta_seconds)} (${p.eta_basis})`
       : `Time left: unknown${p.eta_basis ? ` — ${p.eta_basis.replace(/^unknown: /, "")}` : ""}`;
@@ -138,7 +144,7 @@ export function projectView(id: string): { element: HTMLElement; dispose: () => 
   const element = h("div", { class: "project" },
     h("p", {}, h("a", { href: "#/" }, "← All projects")),
     h("section", { class: "card" }, h("div", { class: "title-row" }, title, badge), stage, bar, eta, error, actions,
-      h("details", { class: "log-box" }, h("summary", {}, "Log"), log)),
+      h("details", { class: "log-box", open: true }, h("summary", {}, "Log"), log)),
     result);
   return { element, dispose: () => disposers.forEach((d) => d()) };
 }
