@@ -48,6 +48,7 @@ def test_upload_watch_view_download_and_share(web_server, new_page, photo_set):
     assert page.locator(".thumbs img").count() == len(images)
     page.get_by_label("Quality").select_option("preview")
     page.fill("#project-name", "kermit-web")
+    page.locator("h1").click()  # no focus ring in the picture
     shot(page, "web-upload.png")
     page.get_by_role("button", name="Upload and start").click()
     page.wait_for_url("**/#/p/*", timeout=120_000)
@@ -58,7 +59,8 @@ def test_upload_watch_view_download_and_share(web_server, new_page, photo_set):
         stage = page.locator(".stage").inner_text()
         if stage and (not seen or seen[-1] != stage):
             seen.append(stage)
-            if len(seen) == 3:
+            if len(seen) == 4:
+                page.wait_for_timeout(1500)
                 shot(page, "web-progress.png")
         if state in ("done", "failed"):
             break
@@ -69,15 +71,23 @@ def test_upload_watch_view_download_and_share(web_server, new_page, photo_set):
     page.wait_for_selector(".viewer-stage[data-loaded=true]", timeout=60_000)
     page.wait_for_timeout(1500)
     assert page.evaluate(MODEL_PIXELS) > 0.02  # the model covers part of the canvas
-    shot(page, "web-viewer.png")
 
-    # measuring: two clicks on the model give a distance
+    # measuring: two picked points on the model give a distance
+    page.locator(".viewer").scroll_into_view_if_needed()
     page.get_by_role("button", name="Measure").click()
     box = page.locator('[data-testid=viewer-canvas]').bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    for dx in (-25, 25):
-        page.mouse.click(cx + dx, cy)
-    assert "Distance:" in page.locator(".measure-readout").inner_text()
+    readout = page.locator(".measure-readout")
+    for dx, dy in ((-40, 0), (40, 0), (0, -60), (0, 60), (-20, 30), (20, -30)):
+        page.mouse.click(cx + dx, cy + dy)
+        page.wait_for_timeout(300)
+        if "Distance:" in readout.inner_text():
+            break
+    assert "Distance:" in readout.inner_text() and "model units" in readout.inner_text()
+    page.set_viewport_size({"width": 1280, "height": 1500})
+    page.wait_for_timeout(800)
+    shot(page, "web-viewer.png")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     links = {a.inner_text(): a.get_attribute("href") for a in page.locator(".downloads a").all()}
     assert {"GLB — web and most 3D apps", "STL — 3D printing (no colour)", "USDZ — AR on iPhone/iPad",

@@ -25,6 +25,11 @@ function keys(): Record<string, string> {
     return {};
   }
 }
+/** Projects this browser holds a key for (public-token projects, which the server lists to nobody). */
+export function rememberedProjects(): string[] {
+  return Object.keys(keys());
+}
+
 export function rememberProjectKey(projectId: string, key: string | null | undefined): void {
   if (!key) return;
   const all = keys();

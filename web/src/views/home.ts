@@ -1,5 +1,5 @@
 // Upload (drop a folder, files or a zip; thumbnails; limits checked; options; resumable) and the project list.
-import { ApiError, api, rememberProjectKey } from "../api";
+import { ApiError, api, rememberProjectKey, rememberedProjects } from "../api";
 import { bytes, clear, h, toast, when } from "../dom";
 import { uploadParts } from "../upload";
 import { storedZip, type Photo } from "../zip";
@@ -162,8 +162,18 @@ export function homeView(): { element: HTMLElement; dispose: () => void } {
   };
 
   const list = h("div", { class: "projects" }, h("p", {}, "Loading your projects…"));
-  const loadList = () => api.get("/api/v1/projects").then((r) => {
+  const loadList = () => api.get("/api/v1/projects").then(async (r) => {
     const rows = r.projects as any[];
+    // public-token projects are listed to nobody: add the ones this browser created (it holds their keys)
+    const listed = new Set(rows.map((p) => p.id));
+    for (const id of rememberedProjects().filter((i) => !listed.has(i))) {
+      try {
+        rows.push(await api.get(`/api/v1/projects/${id}`));
+      } catch {
+        /* deleted or expired */
+      }
+    }
+    rows.sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
     if (!rows.length) return clear(list, h("p", {}, "No projects yet."));
     clear(list, h("table", {},
       h("thead", {}, h("tr", {}, h("th", {}, "Project"), h("th", {}, "Status"), h("th", {}, "Progress"), h("th", {}, "Photos"), h("th", {}, "Created"))),
