@@ -46,6 +46,7 @@ export function projectView(id: string): { element: HTMLElement; dispose: () => 
   const error = h("p", { class: "error", role: "alert", hidden: true });
   const log = h("pre", { class: "log", tabindex: "0", "aria-label": "Log tail" });
   const actions = h("div", { class: "actions" });
+  const logBox = h("details", { class: "log-box" }, h("summary", {}, "Log"), log) as HTMLDetailsElement;
   const result = h("div", { class: "result" });
   let lastStatus = "";
   let viewerShown = false;
@@ -108,6 +109,7 @@ export function projectView(id: string): { element: HTMLElement; dispose: () => 
     log.scrollTop = log.scrollHeight;
     if (p.status !== lastStatus) {
       lastStatus = p.status;
+      logBox.open = ACTIVE.includes(p.status) || p.status === "failed";
       const buttons: HTMLElement[] = [];
       if (["created", "uploading", ...ACTIVE].includes(p.status))
         buttons.push(h("button", { type: "button", class: "secondary", onclick: () => act("Cancelled; unused credit was returned.", async () => render(await api.post(`/api/v1/projects/${id}/cancel`))) }, "Cancel"));
@@ -144,7 +146,7 @@ export function projectView(id: string): { element: HTMLElement; dispose: () => 
   const element = h("div", { class: "project" },
     h("p", {}, h("a", { href: "#/" }, "← All projects")),
     h("section", { class: "card" }, h("div", { class: "title-row" }, title, badge), stage, bar, eta, error, actions,
-      h("details", { class: "log-box", open: true }, h("summary", {}, "Log"), log)),
+      logBox),
     result);
   return { element, dispose: () => disposers.forEach((d) => d()) };
 }
