@@ -138,8 +138,10 @@ def test_reload_during_upload_resumes(web_server, new_page, photo_set, browser):
     page.reload()  # the hanging request dies with the page
     holding["on"] = False
     headers = {"Authorization": f"Bearer {token}"}
-    before = httpx.get(f"{web_server.url}/api/v1/projects", headers=headers).json()["projects"]
-    assert len(before) == 1 and sum(p["complete"] for p in before[0]["parts"]) == 2
+    listed = httpx.get(f"{web_server.url}/api/v1/projects", headers=headers).json()["projects"]
+    assert len(listed) == 1
+    before = httpx.get(f"{web_server.url}/api/v1/projects/{listed[0]['id']}", headers=headers).json()
+    assert sum(p["complete"] for p in before["parts"]) == 2
     page.get_by_text("was interrupted").wait_for()
     after: list[str] = []
     page.on("request", lambda r: after.append(r.url) if "/upload/" in r.url else None)
