@@ -209,3 +209,19 @@ def test_api_docs_work_offline(web_server, new_page):
     page.locator("#operations-legacy_protocol-create_project_createProject_get").click()
     page.get_by_text("filesize").first.wait_for()
     assert guard.outside == []
+
+
+def test_phone_width_and_keyboard(web_server, new_page):
+    page, guard = new_page(390, 844)
+    sign_in_public(page, web_server.url)
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 390
+    # keyboard only: the skip link, then the navigation, reach the drop zone; Enter opens the file chooser
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.classList.contains('drop')"):
+            break
+    assert page.evaluate("document.activeElement.classList.contains('drop')")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    assert chooser.value.is_multiple()
+    assert guard.outside == [] and guard.csp == []

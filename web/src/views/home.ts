@@ -93,11 +93,11 @@ export function homeView(): { element: HTMLElement; dispose: () => void } {
     const size = zipFile ? zipFile.size : photos.reduce((s, p) => s + p.file.size, 0);
     const count = zipFile ? null : photos.length;
     const problems: string[] = [];
-    if (!zipFile && photos.length === 0) problems.push("Choose photos (JPEG or PNG), a folder of them, or one zip.");
+    if (!zipFile && photos.length === 0) problems.push("No photos chosen yet: choose JPEG or PNG photos, a folder of them, or one zip.");
     if (limits && count !== null && count > limits.limit_photos) problems.push(`${count} photos are more than your token allows (${limits.limit_photos}).`);
     if (limits && size > limits.limit_filesize) problems.push(`${bytes(size)} is more than your token allows (${bytes(limits.limit_filesize)}).`);
     if (limits && size / 1e9 > limits.credit + 1e-9) problems.push(`This upload needs ${(size / 1e9).toFixed(3)} GB of credit; your token has ${limits.credit.toFixed(3)} GB left.`);
-    const what = zipFile ? `1 zip (${zipFile.name}), ${bytes(size)}` : `${count} photos, ${bytes(size)}`;
+    const what = zipFile ? `1 zip (${zipFile.name}), ${bytes(size)}` : photos.length ? `${count} photos, ${bytes(size)}` : "";
     summary.textContent = [what, skipped ? `${skipped} other file(s) skipped.` : "", ...problems].filter(Boolean).join(" ");
     summary.classList.toggle("error", problems.length > 0 && (zipFile !== null || photos.length > 0));
     startButton.disabled = problems.length > 0;
@@ -175,14 +175,14 @@ export function homeView(): { element: HTMLElement; dispose: () => void } {
     }
     rows.sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
     if (!rows.length) return clear(list, h("p", {}, "No projects yet."));
-    clear(list, h("table", {},
+    clear(list, h("div", { class: "scroll" }, h("table", {},
       h("thead", {}, h("tr", {}, h("th", {}, "Project"), h("th", {}, "Status"), h("th", {}, "Progress"), h("th", {}, "Photos"), h("th", {}, "Created"))),
       h("tbody", {}, ...rows.map((p) => h("tr", {},
         h("td", {}, h("a", { href: `#/p/${p.id}` }, p.name)),
         h("td", {}, h("span", { class: `badge ${p.status}` }, p.status)),
         h("td", {}, `${Math.round(p.progress)}%`),
         h("td", {}, p.photos),
-        h("td", {}, when(p.created_at)))))));
+        h("td", {}, when(p.created_at))))))));
   }, (e: ApiError) => clear(list, h("p", { class: "error" }, e.message)));
   loadList();
   const timer = setInterval(loadList, 10000);
