@@ -14,7 +14,7 @@ from openscancloud.domain.accounts import TokenView
 from openscancloud.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, PaymentRequired, TooLarge
 from openscancloud.domain.lifecycle import ACCEPTS_UPLOADS, ACTIVE_JOB, REPROCESSABLE, ProjectStatus, check_transition
 from openscancloud.domain.names import validate_project_name
-from openscancloud.domain.options import QUALITIES, ProjectOptions, parse_options
+from openscancloud.domain.options import ProjectOptions, parse_options
 from openscancloud.domain.tokens import TokenKind, priority_for
 from openscancloud.domain.zipcheck import ZipLimits, check_zip
 

@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 from openscancloud.domain.accounts import Accounts, TokenView
 from openscancloud.domain.ports import UnitOfWork
-from openscancloud.domain.projects import QUALITIES, Projects
+from openscancloud.domain.options import QUALITIES
+from openscancloud.domain.projects import Projects
 from openscancloud.domain.reporting import Reporting
 from openscancloud.domain.sharing import Sharing
 from openscancloud.settings import Settings
