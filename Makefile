@@ -6,9 +6,20 @@ STAMP   := $(VENV)/.installed
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: install postgres synth-venv run test test-all bench bench-scale clean
+WEB_OUT := src/openscancloud/web_dist/index.html
+WEB_SRC := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/package.json web/package-lock.json web/vite.config.ts
 
-install: $(STAMP)
+.PHONY: install postgres synth-venv run test test-all bench bench-scale clean web
+
+install: $(STAMP) $(WEB_OUT)
+
+# The browser app: built from web/ into the Python package (served at /). system-deps.sh installs Node/npm from
+# Debian when they are missing.
+web: $(WEB_OUT)
+
+$(WEB_OUT): $(WEB_SRC)
+	@command -v npm >/dev/null || { echo "npm is missing: run scripts/system-deps.sh"; exit 1; }
+	cd web && npm ci --no-audit --no-fund && npm run build
 
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
@@ -45,4 +56,4 @@ bench-scale: install
 	$(VENV)/bin/python bench/load.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache web/node_modules src/openscancloud/web_dist

@@ -551,6 +551,24 @@ def report_saved(path: Path, update: bool, notes: Path | None, colmap: str = "sk
     return 0
 
 
+def public_args(args: list[str]) -> list[str]:
+    """The command line as the docs quote it: without `--notes FILE` (a path on the measuring machine that
+    only matters to whoever ran it)."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg == "--notes":
+            skip = True
+            continue
+        if arg.startswith("--notes="):
+            continue
+        out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark the reconstruction engine on the photo sets.")
     parser.add_argument("--datasets", type=Path, default=DEFAULT_DATASETS, help="folder holding the photo sets")
@@ -588,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    command = "python bench/reconstruct.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python bench/reconstruct.py " + " ".join(public_args(argv if argv is not None else sys.argv[1:]))
 
     results = [bench_set(args.datasets / s, args.quality, args.repeat, args.out, args.colmap, args.samples)
                for s in present]

@@ -17,7 +17,7 @@ def test_openapi_and_docs(client):
     for path in ("/api/v1/projects", "/api/v1/projects/{project_id}/start", "/api/v1/worker/claim",
                  "/createProject", "/getProjectInfo"):
         assert path in spec["paths"]
-    assert client.get("/docs").status_code == 200
+    assert client.get("/docs").status_code in (200, 503)  # 503 with a sentence when the web app is not built
 
 
 def test_auth_errors_are_problem_json(client, ctx, private_token):

@@ -173,3 +173,25 @@ def test_upload_rides_out_network_drops_and_can_be_cancelled(qtbot, make_window,
     qtbot.mouseClick(window.upload_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "Continued and finished uploading kermit-cancel" in window.message_label.text(),
                     timeout=60_000)
+
+
+def test_chosen_options_reach_the_server(qtbot, make_window, upload_server, photo_set, client_paths):
+    import httpx
+
+    token = upload_server.token()
+    window = make_window()
+    connect(qtbot, window, upload_server, token)
+    window.set_source(photo_set("kermit"))
+    qtbot.waitUntil(lambda: window.photos is not None, timeout=20_000)
+    window.project_edit.setText("desktop-options")
+    window.quality_combo.setCurrentIndex(window.quality_combo.findData("high"))
+    window.masks_combo.setCurrentIndex(window.masks_combo.findData("off"))
+    window.texture_combo.setCurrentIndex(window.texture_combo.findData(2048))
+    window.faces_spin.setValue(50_000)
+    window.format_boxes["ply"].setChecked(False)
+    qtbot.mouseClick(window.upload_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.uploading, timeout=60_000)
+    listing = httpx.get(f"{upload_server.url}/api/v1/projects", headers={"Authorization": f"Bearer {token}"}).json()
+    project = next(p for p in listing["projects"] if p["name"] == "desktop-options")
+    assert project["options"] == {"quality": "high", "masks": "off", "texture_size": 2048, "target_faces": 50_000,
+                                  "formats": ["glb", "obj", "stl", "usdz"]}

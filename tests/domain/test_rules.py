@@ -49,8 +49,9 @@ def test_lifecycle():
     assert can_transition("processing", "queued")  # lease expired
     assert can_transition("done", "created")  # reset
     assert not can_transition("done", "processing") and not can_transition("expired", "queued")
+    assert can_transition("failed", "queued") and can_transition("done", "queued")  # reprocess
     with pytest.raises(Exception, match="cannot become"):
-        check_transition("failed", "queued")
+        check_transition("expired", "queued")
     assert is_finished_alias("processing done") and not is_finished_alias("processing")
 
 

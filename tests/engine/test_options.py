@@ -19,6 +19,7 @@ def test_masks_choice_reads_modes_and_folders():
 
 def test_formats_are_parsed_and_deduplicated():
     assert parse_formats(" GLB, obj,glb ") == ("glb", "obj")
+    ReconstructionOptions(formats=parse_formats("stl,usdz")).validate()  # printing and AR formats
     assert parse_formats("") is None
 
 

@@ -81,8 +81,11 @@ def test_mesh_texture_export(kermit_dense, kermit_sparse, make_ctx, tmp_path):
     assert UV.min() >= 0 and UV.max() <= 1
     out = tmp_path / "out"
     ex = export.run(t, kermit_dense, sp, o, out, make_ctx("export", root))
-    for key in ("obj", "mtl", "glb", "dense", "sparse", "preview", "texture"):
+    for key in ("obj", "mtl", "glb", "stl", "usdz", "dense", "sparse", "preview", "texture"):
         assert key in ex.outputs
+    stl = trimesh.load(out / "model.stl", force="mesh")
+    assert len(stl.faces) == m.num_faces
+    _check_usdz(out / "model.usdz", m.num_faces)
     loaded = trimesh.load(out / "model.glb", force="mesh")
     assert len(loaded.faces) == m.num_faces
     assert loaded.visual.uv is not None
@@ -104,3 +107,27 @@ def test_cancel_stops_a_stage(kermit_sparse, make_ctx, tmp_path):
     ctx.cancel.set()
     with pytest.raises(Cancelled):
         dense.run(ing, msk, sp, ctx)
+
+
+def _check_usdz(path, faces: int) -> None:
+    """AR Quick Look's rules: an uncompressed zip whose first entry is the USD layer and whose file data
+    starts on 64-byte boundaries; and USD itself reads back the mesh with its textured material."""
+    import zipfile
+
+    from pxr import Usd, UsdGeom, UsdShade
+
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+        infos = zf.infolist()
+        assert infos[0].filename.endswith((".usdc", ".usda"))
+        assert any(i.filename.endswith(".png") for i in infos)
+        for info in infos:
+            assert info.compress_type == zipfile.ZIP_STORED
+            fh.seek(info.header_offset + 26)
+            name_len, extra_len = (int.from_bytes(fh.read(2), "little") for _ in range(2))
+            assert (info.header_offset + 30 + name_len + extra_len) % 64 == 0
+    stage = Usd.Stage.Open(str(path))
+    assert UsdGeom.GetStageUpAxis(stage) == "Y"
+    mesh = UsdGeom.Mesh(stage.GetPrimAtPath("/Model/Mesh"))
+    assert len(mesh.GetFaceVertexCountsAttr().Get()) == faces
+    material, _ = UsdShade.MaterialBindingAPI(mesh.GetPrim()).ComputeBoundMaterial()
+    assert material and material.GetPath() == "/Model/Material"

@@ -84,11 +84,12 @@ def test_retention_cleanup(env):
     dlink = client.get("/getProjectInfo", params=dict(token=private, project="p.zip"), auth=AUTH).json()["dlink"]
     assert client.get(dlink).status_code == 200
     assert ctx.storage.input_size(pid_public) is not None  # research copy
-    assert ctx.storage.input_size(pid_private) is None  # private input deleted when done
+    assert ctx.storage.input_size(pid_private) is not None  # kept until retention: it can be reprocessed
     shift(ctx, timedelta(days=ctx.settings.retention_days, hours=1))
     assert ctx.maintenance.run_once()["projects_cleaned"] == 2
     assert ctx.storage.result_size(pid_private) is None and ctx.storage.result_size(pid_public) is None
     assert ctx.storage.input_size(pid_public) is not None
+    assert ctx.storage.input_size(pid_private) is None  # private photos deleted with the result
     gone = client.get(dlink)
     assert gone.status_code == 410 and gone.json()["error"] == "link_expired"
     p = client.get("/getProjectInfo", params=dict(token=private, project="p.zip"), auth=AUTH).json()

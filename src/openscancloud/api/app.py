@@ -13,7 +13,7 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from openscancloud import __version__
-from openscancloud.api import downloads, errors, legacy, uploads, worker_api
+from openscancloud.api import downloads, errors, legacy, openapi_docs, results, uploads, webapp, worker_api
 from openscancloud.api.context import AppContext
 from openscancloud.api.fastlane import PollFastLane
 from openscancloud.api.poll import ProjectPoller
@@ -88,6 +88,8 @@ def create_app(settings: Settings, *, maintenance: bool = True) -> FastAPI:
         version=__version__,
         description="Photos in, textured 3D model out. Legacy OpenScan Cloud protocol + REST API v1.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.ctx = ctx
     app.fast_lane = PollFastLane(super(OpenScanCloudApp, app).__call__, ctx)
@@ -96,16 +98,14 @@ def create_app(settings: Settings, *, maintenance: bool = True) -> FastAPI:
     app.include_router(legacy.router)
     app.include_router(uploads.router)
     app.include_router(downloads.router)
+    app.include_router(results.router)
     app.include_router(worker_api.router)
     app.include_router(worker_api.files_router)
     app.include_router(v1_projects.router)
     app.include_router(v1_admin.router)
-
-    @app.get("/", include_in_schema=False)
-    async def root() -> dict[str, str]:
-        return {"service": "OpenScan Cloud", "version": __version__, "docs": "/docs", "openapi": "/openapi.json",
-                "status": "/status"}
-
+    root = webapp.web_dir()
+    openapi_docs.install(app, root)
+    webapp.install(app, root)
     return app
 
 

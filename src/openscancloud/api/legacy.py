@@ -115,6 +115,8 @@ async def create_project(request: Request) -> dict[str, Any]:
         ctx.service.create_project, token, params.get("project"), params.get("photos"), params.get("parts"),
         params.get("filesize"), quality=params.get("quality") or None, webhook_url=params.get("webhook") or None,
         client_ip=client_ip(request),
+        masks=params.get("masks"), texture_size=params.get("texture_size"), target_faces=params.get("target_faces"),
+        formats=params.get("formats"),
     )
     base = base_url(request, ctx.settings)
     return {

@@ -31,12 +31,14 @@ from openscancloud.api.context import AppContext
 from openscancloud.api.links import base_url, download_link, fast_base_url, upload_links
 from openscancloud.db.poll import PollReader, Snapshot
 from openscancloud.domain.errors import DomainError, NotFound
+from openscancloud.domain.eta import ETA_UNKNOWN, EtaInputs, estimate
 from openscancloud.domain.lifecycle import ACCEPTS_UPLOADS, ACTIVE_JOB, TERMINAL
 from openscancloud.domain.reporting import render_project_view
 from openscancloud.domain.tokens import TokenStatus, hash_token
 from openscancloud.notify.webhook import webhook_secret
 
 USER_KINDS = ("public", "private", "admin")
+ETA_INPUTS_TTL = 10.0  # seconds an ETA's inputs (stage model, worker counts) are reused by one process
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class ProjectPoller:
         self.reader = reader
         # for the rare blocking steps: the domain layer's refusal path and storage offsets while uploading
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="poll")
+        self._eta_cache: dict[str, tuple[float, EtaInputs]] = {}
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -78,10 +81,22 @@ class ProjectPoller:
         etag = _etag(snap, base, offsets)
         if seen is not None and _matches(etag, seen):
             return Answer(etag, None, project.status)  # 304: nothing more to read or build
-        average = None
+        eta = ETA_UNKNOWN
         if snap.job is not None and project.status in ACTIVE_JOB:
-            average = await self.reader.average_duration()
-        return Answer(etag, self._render(snap, base, offsets, average, owner_view=rest), project.status)
+            inputs = await self._eta_inputs(snap.job.quality)
+            eta = estimate(inputs, snap.job, project.photos, self.ctx.service.clock(), ahead=snap.queue_ahead)
+        return Answer(etag, self._render(snap, base, offsets, eta, owner_view=rest), project.status)
+
+    async def _eta_inputs(self, quality: str) -> EtaInputs:
+        """The measured stage model and worker counts behind every ETA of one quality, read at most every
+        `ETA_INPUTS_TTL` seconds per process: they move slowly, and every poll of an active project needs them."""
+        now = time.monotonic()
+        cached = self._eta_cache.get(quality)
+        if cached is not None and now - cached[0] < ETA_INPUTS_TTL:
+            return cached[1]
+        inputs = await self._blocking(self.ctx.service.eta_inputs, quality)
+        self._eta_cache[quality] = (now, inputs)
+        return inputs
 
     async def _snapshot(self, secret: str | None, name: str | None, project_id: str | None, rest: bool,
                         project_key: str | None = None) -> Snapshot:
@@ -111,11 +126,10 @@ class ProjectPoller:
         done = {r.index for r in parts_rows}
         return tuple(self.ctx.storage.part_offset(project.id, i)[0] for i in range(project.parts) if i not in done)
 
-    def _render(self, snap: Snapshot, base: str, offsets: tuple[int, ...], average: float | None,
+    def _render(self, snap: Snapshot, base: str, offsets: tuple[int, ...], eta: tuple[float | None, str | None],
                 owner_view: bool = False) -> bytes:
         project, job = snap.project, snap.job
-        index = snap.queue_ahead if job is not None and not (job.status == "running" and job.started_at) else None
-        info = render_project_view(project, job, self.ctx.service.clock(), average, index)
+        info = render_project_view(project, job, eta)
         if owner_view:  # REST: the caller proved it holds the project's key or private token (as legacy.project_info)
             if project.project_key:
                 info["project_key"] = project.project_key

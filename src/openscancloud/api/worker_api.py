@@ -81,6 +81,7 @@ async def claim(body: ClaimIn, request: Request, token: TokenView = Depends(work
         "lease_seconds": job.lease_seconds,
         "heartbeat_seconds": max(1, min(5, job.lease_seconds // 4)),
         "quality": job.quality,
+        "options": job.options,
         "input_size": job.input_size,
         "input_url": worker_file_link(base, ctx.signer, job.job_id, job.attempt, "input", FILE_LINK_SECONDS),
         "result_url": worker_file_link(base, ctx.signer, job.job_id, job.attempt, "result", FILE_LINK_SECONDS),

@@ -25,6 +25,7 @@ from openscancloud.client.errors import (
 )
 from openscancloud.client.models import (
     DownloadProgress,
+    ProcessingOptions,
     ProjectInfo,
     QueueEstimate,
     ServerStatus,
@@ -39,6 +40,6 @@ __all__ = [
     "ClientError", "ConnectionFailed", "InputError", "InvalidToken", "LimitExceeded", "LinkExpired", "NoImages",
     "NotEnoughCredit", "ProjectExists", "ProjectFailed", "ProjectNotFound", "ProjectNotReady", "ServerError",
     "UploadCancelled", "UploadIncomplete", "WaitTimeout",
-    "DownloadProgress", "ProjectInfo", "QueueEstimate", "ServerStatus", "TokenInfo", "UploadProgress",
+    "DownloadProgress", "ProcessingOptions", "ProjectInfo", "QueueEstimate", "ServerStatus", "TokenInfo", "UploadProgress",
     "UploadResult",
 ]

@@ -26,7 +26,8 @@ class ServerApi(Protocol):
     def status(self) -> dict[str, Any]: ...
     def token_info(self) -> dict[str, Any]: ...
     def queue_estimate(self) -> dict[str, Any]: ...
-    def create(self, name: str, photos: int, parts: int, filesize: int) -> dict[str, Any]: ...
+    def create(self, name: str, photos: int, parts: int, filesize: int,
+               options: dict[str, Any] | None = None) -> dict[str, Any]: ...
     def info(self, name: str) -> dict[str, Any]: ...
     def start(self, name: str) -> dict[str, Any]: ...
     def reset(self, name: str) -> dict[str, Any]: ...
@@ -68,9 +69,12 @@ class LegacyApi:
     def queue_estimate(self) -> dict[str, Any]:
         return self._get("getQueueEstimate", "read the queue estimate")
 
-    def create(self, name: str, photos: int, parts: int, filesize: int) -> dict[str, Any]:
+    def create(self, name: str, photos: int, parts: int, filesize: int,
+               options: dict[str, Any] | None = None) -> dict[str, Any]:
+        extra = {k: ",".join(v) if isinstance(v, (list, tuple)) else v
+                 for k, v in (options or {}).items() if v is not None}
         return self._get("createProject", f"create the project {name}",
-                         {"project": name, "photos": photos, "parts": parts, "filesize": filesize})
+                         {"project": name, "photos": photos, "parts": parts, "filesize": filesize, **extra})
 
     def info(self, name: str) -> dict[str, Any]:
         return self._get("getProjectInfo", f"read the project {name}", {"project": name})
@@ -91,10 +95,15 @@ class V1Api:
         self._ids: dict[str, str] = {}
         self._keys: dict[str, str] = {}
 
-    def _send(self, method: str, path: str, action: str, json: dict | None = None, name: str | None = None) -> dict:
+    def _headers_for(self, name: str | None) -> dict[str, str]:
+        """The token header, plus the project's key when it has one (projects made with the public token)."""
         headers = dict(self.headers)
         if name is not None and name in self._keys:
             headers["X-Project-Key"] = self._keys[name]
+        return headers
+
+    def _send(self, method: str, path: str, action: str, json: dict | None = None, name: str | None = None) -> dict:
+        headers = self._headers_for(name)
         response = send_with_retry(
             lambda: self.http.request(method, f"{self.base}{path}", json=json, headers=headers),
             action=action, retry=self.retry, sleep=self.sleep,
@@ -131,9 +140,11 @@ class V1Api:
     def queue_estimate(self) -> dict[str, Any]:
         return self._send("GET", "/queue", "read the queue estimate")
 
-    def create(self, name: str, photos: int, parts: int, filesize: int) -> dict[str, Any]:
+    def create(self, name: str, photos: int, parts: int, filesize: int,
+               options: dict[str, Any] | None = None) -> dict[str, Any]:
+        extra = {k: list(v) if isinstance(v, tuple) else v for k, v in (options or {}).items() if v is not None}
         data = self._send("POST", "/projects", f"create the project {name}",
-                          {"name": name, "photos": photos, "parts": parts, "filesize": filesize})
+                          {"name": name, "photos": photos, "parts": parts, "filesize": filesize, **extra})
         if data.get("id"):
             self._ids[name] = str(data["id"])
             if data.get("project_key"):
@@ -150,3 +161,20 @@ class V1Api:
 
     def reset(self, name: str) -> dict[str, Any]:
         return self._send("POST", f"/projects/{self._id(name)}/reset", f"reset the project {name}", name=name)
+
+    def cancel(self, name: str) -> dict[str, Any]:
+        return self._send("POST", f"/projects/{self._id(name)}/cancel", f"cancel the project {name}", name=name)
+
+    def delete(self, name: str) -> None:
+        response = send_with_retry(
+            lambda: self.http.delete(f"{self.base}/projects/{self._id(name)}", headers=self._headers_for(name)),
+            action=f"delete the project {name}", retry=self.retry, sleep=self.sleep,
+        )
+        if response.status_code >= 300:
+            raise error_from_response(response, action=f"delete the project {name}")
+        self._ids.pop(name, None)
+
+    def reprocess(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
+        body = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items() if v is not None}
+        return self._send("POST", f"/projects/{self._id(name)}/reprocess", f"reprocess the project {name}", body,
+                          name=name)

@@ -1,4 +1,5 @@
-"""`openscan-cloud upload | status | download | token-info | desktop`: the SDK on the command line.
+"""`openscan-cloud upload | status | logs | cancel | reprocess | delete | download | token-info | desktop`: the SDK
+on the command line.
 
 Settings: `--server/--token` flags, else `OPENSCAN_SERVER`/`OPENSCAN_TOKEN`, else the user config file
 (`config.toml`, see `docs/clients.md`). Errors print one sentence and exit with a documented code:
@@ -35,7 +36,7 @@ from rich.table import Table
 from openscancloud.client.client import DEFAULT_PART_SIZE, Client
 from openscancloud.client.config import ClientPaths, load_settings
 from openscancloud.client.errors import ClientError, InputError
-from openscancloud.client.models import DownloadProgress, ProjectInfo, UploadProgress
+from openscancloud.client.models import DownloadProgress, ProcessingOptions, ProjectInfo, UploadProgress
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 1 unexpected error, 2 bad input, 3 token/Basic auth rejected, 4 limits or credit exceeded, "
@@ -49,6 +50,12 @@ out_console = Console(soft_wrap=True)
 ServerOpt = typer.Option(None, "--server", "-s", help="Server URL (env OPENSCAN_SERVER, or the config file).")
 TokenOpt = typer.Option(None, "--token", "-t", help="Your token (env OPENSCAN_TOKEN, or the config file).")
 ApiOpt = typer.Option(None, "--api", help="Protocol: 'legacy' (default, like the firmware) or 'v1' (REST).")
+QualityOpt = typer.Option(None, "--quality", "-q", help="preview | standard | high (default: the server's).")
+MasksOpt = typer.Option(None, "--masks", help="auto (detect a static background) | off | user (NAME_mask.png "
+                                              "beside each photo).")
+TextureOpt = typer.Option(None, "--texture-size", help="Texture side in pixels (256-16384; default: the quality's).")
+FacesOpt = typer.Option(None, "--target-faces", help="Triangle budget (1000-5000000; default: the quality's).")
+FormatsOpt = typer.Option(None, "--formats", help="Comma-separated subset of glb,obj,ply,stl,usdz (default: all).")
 BasicOpt = typer.Option(
     None, "--basic-auth", help="HTTP Basic USER:PASSWORD for the legacy API, or 'none' (default openscan:free)."
 )
@@ -145,7 +152,7 @@ def _wait_with_bar(client: Client, project: str, *, timeout: float | None, poll:
 
         def show(info: ProjectInfo) -> None:
             stage = info.stage or info.status
-            eta = f"about {info.eta_seconds / 60:.0f} min left" if info.eta_seconds else ""
+            eta = time_left(info)
             bar.update(task, description=f"Processing: {stage}", completed=info.progress, eta=eta)
 
         info = client.wait(project, poll=poll, timeout=timeout, progress=show)
@@ -180,13 +187,20 @@ def upload(
                                             "(implies --wait)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Give up waiting after this many seconds."),
     poll: float = typer.Option(5.0, "--poll", help="Seconds between status checks while waiting."),
+    quality: Optional[str] = QualityOpt,
+    masks: Optional[str] = MasksOpt,
+    texture_size: Optional[int] = TextureOpt,
+    target_faces: Optional[int] = FacesOpt,
+    formats: Optional[str] = FormatsOpt,
 ) -> None:
     """Upload photos (resumable: run it again after any interruption), start processing, optionally wait and
     download the result."""
+    options = ProcessingOptions.from_text(quality=quality, masks=masks, texture_size=texture_size,
+                                          target_faces=target_faces, formats=formats)
     with _friendly_errors():
         with _client(server, token, basic_auth, part_size, api) as client:
             with _transfer_progress() as bar:
-                result = client.upload(source, project, progress=_UploadBars(bar))
+                result = client.upload(source, project, progress=_UploadBars(bar), options=options)
             how = "continued" if result.resumed else "uploaded"
             err_console.print(
                 f"Project [bold]{result.project}[/bold]: {how} {result.photos} photos, "
@@ -236,8 +250,8 @@ def status(
             table.add_row("Project", info.name)
             table.add_row("Status", info.status)
             table.add_row("Progress", f"{info.progress:.0f}%" + (f" ({info.stage})" if info.stage else ""))
-            if info.eta_seconds:
-                table.add_row("Time left", f"about {info.eta_seconds / 60:.0f} min")
+            if info.status in ("queued", "processing"):
+                table.add_row("Time left", time_left(info))
             if info.parts and info.status in ("created", "uploading"):
                 complete = sum(p.complete for p in info.parts)
                 table.add_row("Parts", f"{complete}/{len(info.parts)} uploaded")
@@ -273,6 +287,91 @@ def download_cmd(
                     zf.extractall(target)
                 err_console.print(f"Unpacked into {target}", highlight=False)
             out_console.print(str(path), highlight=False)
+
+
+def time_left(info: ProjectInfo) -> str:
+    """The server's estimate in words, and what it is based on; "unknown" is said as such, never "0 min"."""
+    basis = info.raw.get("eta_basis")
+    if info.eta_seconds is None:
+        return "time left unknown" + (f" ({basis.removeprefix('unknown: ')})" if basis else "")
+    seconds = info.eta_seconds
+    words = "less than a minute left" if seconds < 60 else f"about {round(seconds / 60)} min left"
+    return words + (f" ({basis})" if basis else "")
+
+
+def logs(
+    project: str = typer.Argument(..., help="Project name."),
+    server: Optional[str] = ServerOpt,
+    token: Optional[str] = TokenOpt,
+    basic_auth: Optional[str] = BasicOpt,
+    api: Optional[str] = ApiOpt,
+) -> None:
+    """Print the last lines the worker reported for the project's latest run."""
+    with _friendly_errors():
+        with _client(server, token, basic_auth, api=api) as client:
+            text = client.logs(project)
+            if text:
+                out_console.print(text, highlight=False, markup=False)
+            else:
+                err_console.print("No log yet: processing has not started.", highlight=False)
+
+
+def cancel(
+    project: str = typer.Argument(..., help="Project name."),
+    server: Optional[str] = ServerOpt,
+    token: Optional[str] = TokenOpt,
+    basic_auth: Optional[str] = BasicOpt,
+    api: Optional[str] = ApiOpt,
+) -> None:
+    """Stop processing (or an unfinished upload); unused credit is returned. The photos stay for `reprocess`."""
+    with _friendly_errors():
+        with _client(server, token, basic_auth, api=api) as client:
+            info = client.cancel(project)
+            err_console.print(f"Project {info.name} is {info.status}.", highlight=False)
+
+
+def delete(
+    project: str = typer.Argument(..., help="Project name."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    server: Optional[str] = ServerOpt,
+    token: Optional[str] = TokenOpt,
+    basic_auth: Optional[str] = BasicOpt,
+    api: Optional[str] = ApiOpt,
+) -> None:
+    """Delete a project and everything of it on the server (photos and result)."""
+    with _friendly_errors():
+        if not yes and not typer.confirm(f"Delete {project} and its photos and result from the server?"):
+            raise typer.Exit(2)
+        with _client(server, token, basic_auth, api=api) as client:
+            client.delete(project)
+            err_console.print(f"Project {project} deleted.", highlight=False)
+
+
+def reprocess(
+    project: str = typer.Argument(..., help="Project name."),
+    quality: Optional[str] = QualityOpt,
+    masks: Optional[str] = MasksOpt,
+    texture_size: Optional[int] = TextureOpt,
+    target_faces: Optional[int] = FacesOpt,
+    formats: Optional[str] = FormatsOpt,
+    wait: bool = typer.Option(False, "--wait", help="Wait for processing to finish."),
+    poll: float = typer.Option(5.0, "--poll", help="Seconds between status checks while waiting."),
+    server: Optional[str] = ServerOpt,
+    token: Optional[str] = TokenOpt,
+    basic_auth: Optional[str] = BasicOpt,
+    api: Optional[str] = ApiOpt,
+) -> None:
+    """Process a done, failed or cancelled project again with other options, from the photos the server kept
+    (no new upload; costs the upload's credit again)."""
+    options = ProcessingOptions.from_text(quality=quality, masks=masks, texture_size=texture_size,
+                                          target_faces=target_faces, formats=formats)
+    with _friendly_errors():
+        with _client(server, token, basic_auth, api=api) as client:
+            info = client.reprocess(project, options)
+            err_console.print(f"Project {info.name} is {info.status} again.", highlight=False)
+            if wait:
+                info = _wait_with_bar(client, project, timeout=None, poll=poll)
+                err_console.print(f"Project {info.name} is done.", highlight=False)
 
 
 def token_info(
@@ -313,5 +412,9 @@ def register(app: typer.Typer) -> None:
     app.command("upload", epilog=epilog)(upload)
     app.command("status", epilog=epilog)(status)
     app.command("download", epilog=epilog)(download_cmd)
+    app.command("logs", epilog=epilog)(logs)
+    app.command("cancel", epilog=epilog)(cancel)
+    app.command("reprocess", epilog=epilog)(reprocess)
+    app.command("delete", epilog=epilog)(delete)
     app.command("token-info", epilog=epilog)(token_info)
     app.command("desktop")(desktop)

@@ -43,6 +43,7 @@ from openscancloud.client.errors import (
     WaitTimeout,
 )
 from openscancloud.client.models import (
+    ProcessingOptions,
     CreatedProject,
     DownloadProgress,
     ProjectInfo,
@@ -133,10 +134,12 @@ class Client:
             follow_redirects=True,
             headers={"User-Agent": "openscan-cloud-client/0.1"},
         )
+        # cancel / delete / reprocess exist only in REST v1, which takes the same token
+        self.rest = V1Api(self.http, self.server, token, self.retry, sleep, keys=ProjectKeys(self.paths.state_dir))
         if api == "legacy":
             self.api: ServerApi = LegacyApi(self.http, self.server, token, basic_auth, self.retry, sleep)
         elif api == "v1":
-            self.api = V1Api(self.http, self.server, token, self.retry, sleep, keys=ProjectKeys(self.paths.state_dir))
+            self.api = self.rest
         else:
             raise InputError(f"Unknown API {api!r}: use 'legacy' or 'v1'.")
 
@@ -173,9 +176,12 @@ class Client:
     def queue_estimate(self) -> QueueEstimate:
         return QueueEstimate.from_json(self.api.queue_estimate())
 
-    def create_project(self, project: str, *, photos: int, parts: int, filesize: int) -> CreatedProject:
+    def create_project(self, project: str, *, photos: int, parts: int, filesize: int,
+                       options: ProcessingOptions | None = None) -> CreatedProject:
+        """Create a project; `options` (quality, masks, texture size, face budget, formats) are checked by the
+        server before any byte is uploaded."""
         check_project_name(project)
-        data = self.api.create(project, photos, parts, filesize)
+        data = self.api.create(project, photos, parts, filesize, options.to_json() if options else None)
         links = data.get("ulink") or []
         if isinstance(links, str):
             links = [links]
@@ -215,6 +221,31 @@ class Client:
         self._update_record(name, status="created")
         return data
 
+    def cancel(self, project: str | None = None) -> ProjectInfo:
+        """Stop processing (or the upload); unused credit is returned."""
+        name = self._name(project)
+        data = self.rest.cancel(name)
+        self._update_record(name, status="cancelled")
+        return ProjectInfo.from_json(name, data)
+
+    def delete(self, project: str | None = None) -> None:
+        """Delete the project and everything of it on the server (photos, result)."""
+        name = self._name(project)
+        self.rest.delete(name)
+        self.forget(name)
+
+    def reprocess(self, project: str | None = None, options: ProcessingOptions | None = None) -> ProjectInfo:
+        """Process a done, failed or cancelled project again with other options from the photos the server
+        kept: nothing is uploaded again."""
+        name = self._name(project)
+        data = self.rest.reprocess(name, (options or ProcessingOptions()).to_json())
+        self._update_record(name, status="queued")
+        return ProjectInfo.from_json(name, data)
+
+    def logs(self, project: str | None = None) -> str:
+        """The last lines the worker reported for the project's latest run (empty before it started)."""
+        return str(self.project_info(project).raw.get("log_tail") or "")
+
     def _update_record(self, name: str, **changes: Any) -> None:
         record = self.store.load(self.server, self.token, name)
         if record is not None:
@@ -231,9 +262,11 @@ class Client:
         *,
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        options: ProcessingOptions | None = None,
     ) -> UploadResult:
         """Upload a folder of images or a zip as `project` (default: continue an unfinished upload of the same
-        source, or a new name). Safe to call again after any failure or a killed process: it continues."""
+        source, or a new name). Safe to call again after any failure or a killed process: it continues.
+        `options` apply when the project is created (a continued upload keeps the options it was created with)."""
         report = progress or (lambda _p: None)
         report(UploadProgress("scanning", 0, 0))
         photos = scan_source(source)
@@ -277,7 +310,7 @@ class Client:
             self.store.save(record)
             try:
                 created = self.create_project(name, photos=photos.photo_count, parts=len(plan.parts),
-                                              filesize=plan.size)
+                                              filesize=plan.size, options=options)
             except ProjectExists:
                 # A retried createProject may have succeeded the first time; continue only if it is ours.
                 remote = self.project_info(name)

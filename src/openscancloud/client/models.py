@@ -205,3 +205,30 @@ class UploadResult:
     #: The project's status on the server after the upload: "created" (ready to start) unless a previous run
     #: had already started it.
     server_status: str = "created"
+
+
+@dataclass(frozen=True)
+class ProcessingOptions:
+    """How the server should process a project; None everywhere = the server's defaults.
+
+    quality: preview | standard | high; masks: auto | off | user (NAME_mask.png beside each photo);
+    texture_size: texture side in px; target_faces: triangle budget; formats: subset of glb, obj, ply, stl, usdz.
+    The server checks every value and answers a refused one with a sentence."""
+
+    quality: str | None = None
+    masks: str | None = None
+    texture_size: int | None = None
+    target_faces: int | None = None
+    formats: tuple[str, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"quality": self.quality, "masks": self.masks, "texture_size": self.texture_size,
+               "target_faces": self.target_faces, "formats": list(self.formats) if self.formats else None}
+        return {k: v for k, v in out.items() if v is not None}
+
+    @classmethod
+    def from_text(cls, *, quality: str | None = None, masks: str | None = None, texture_size: int | None = None,
+                  target_faces: int | None = None, formats: str | None = None) -> "ProcessingOptions":
+        """From command-line style values (`formats="glb,stl"`)."""
+        chosen = tuple(f.strip().lower() for f in formats.split(",") if f.strip()) if formats else None
+        return cls(quality, masks, texture_size, target_faces, chosen)

@@ -73,6 +73,8 @@ class Project(Base):
     parts: Mapped[int] = mapped_column(Integer)
     filesize: Mapped[int] = mapped_column(BigInteger)
     quality: Mapped[str] = mapped_column(String(16), default="standard")
+    # JSON of the other processing options (masks, texture_size, target_faces, formats); None = defaults
+    options: Mapped[str | None] = mapped_column(Text, nullable=True)
     charged_gb: Mapped[float] = mapped_column(Float, default=0.0)
     upload_generation: Mapped[int] = mapped_column(Integer, default=0)
     keep_for_research: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -136,6 +138,7 @@ class Job(Base):
     lease_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     stage: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    stage_started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # for the ETA
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     log_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -173,3 +176,13 @@ class TokenRequest(Base):
     surname: Mapped[str | None] = mapped_column(String(100), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="pending", server_default="approved")
     approved_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class ShareLink(Base):
+    """A read-only link to a finished project's viewer and files; works without a token until revoked."""
+
+    __tablename__ = "share_links"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

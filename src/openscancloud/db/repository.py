@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from openscancloud.db.database import Database
-from openscancloud.db.models import Job, LedgerEntry, Part, PartWriter, Project, Token, TokenRequest, Worker
+from openscancloud.db.models import Job, LedgerEntry, Part, PartWriter, Project, ShareLink, Token, TokenRequest, Worker
 
 
 class SqlRepository:
@@ -153,6 +153,7 @@ class SqlRepository:
     def delete_project(self, project: Project) -> None:
         self.s.execute(delete(PartWriter).where(PartWriter.project_id == project.id))
         self.s.execute(delete(Part).where(Part.project_id == project.id))
+        self.s.execute(delete(ShareLink).where(ShareLink.project_id == project.id))
         self.s.execute(delete(Job).where(Job.project_id == project.id))
         self.s.delete(project)
         self.s.flush()
@@ -235,6 +236,31 @@ class SqlRepository:
             .limit(limit)
         ).all()
         return [(f - s).total_seconds() for s, f in rows]
+
+    def recent_done_reports(self, quality: str, limit: int = 20) -> list[tuple[str, float]]:
+        """(report JSON, wall seconds) of the newest successful jobs of one quality (for the ETA)."""
+        rows = self.s.execute(
+            select(Job.report, Job.started_at, Job.finished_at)
+            .where(Job.status == "done", Job.quality == quality, Job.report.is_not(None),
+                   Job.started_at.is_not(None), Job.finished_at.is_not(None))
+            .order_by(Job.finished_at.desc())
+            .limit(limit)
+        ).all()
+        return [(r, (f - s).total_seconds()) for r, s, f in rows]
+
+    def add_share(self, **fields: Any) -> ShareLink:
+        share = ShareLink(**fields)
+        self.s.add(share)
+        self.s.flush()
+        return share
+
+    def share_by_id(self, share_id: str) -> ShareLink | None:
+        return self.s.get(ShareLink, share_id)
+
+    def shares_of(self, project_id: str) -> Sequence[ShareLink]:
+        return self.s.scalars(
+            select(ShareLink).where(ShareLink.project_id == project_id).order_by(ShareLink.created_at)
+        ).all()
 
     def add_worker(self, **fields: Any) -> Worker:
         worker = Worker(**fields)

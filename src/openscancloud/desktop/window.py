@@ -18,6 +18,8 @@ from PySide6.QtGui import QDesktopServices, QIcon, QImage, QImageReader, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
+    QCheckBox,
+    QComboBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -30,6 +32,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QStyle,
     QSystemTrayIcon,
     QTableWidget,
@@ -43,7 +46,7 @@ from openscancloud.client.archive import PhotoSet, scan_source
 from openscancloud.client.client import check_limits, default_project_name
 from openscancloud.client.config import ClientPaths
 from openscancloud.client.errors import ClientError
-from openscancloud.client.models import ProjectInfo, TokenInfo, UploadProgress
+from openscancloud.client.models import ProcessingOptions, ProjectInfo, TokenInfo, UploadProgress
 from openscancloud.client.state import StateStore
 from openscancloud.desktop import settings as desktop_settings
 from openscancloud.desktop.tasks import TaskRunner
@@ -223,6 +226,33 @@ class MainWindow(QMainWindow):
         self.project_edit = QLineEdit()
         self.project_edit.setPlaceholderText("project name (letters, digits, . _ -)")
         name_row.addRow("Project", self.project_edit)
+        self.quality_combo = QComboBox()
+        for value, text in (("standard", "Standard"), ("preview", "Preview — fastest"), ("high", "High — slowest")):
+            self.quality_combo.addItem(text, value)
+        self.masks_combo = QComboBox()
+        for value, text in (("auto", "Automatic (rig background)"), ("off", "Off — every pixel"),
+                            ("user", "My own (NAME_mask.png beside each photo)")):
+            self.masks_combo.addItem(text, value)
+        self.texture_combo = QComboBox()
+        for value in (0, 1024, 2048, 4096, 8192):
+            self.texture_combo.addItem("Automatic" if not value else f"{value} px", value)
+        self.faces_spin = QSpinBox()
+        self.faces_spin.setRange(0, 5_000_000)
+        self.faces_spin.setSingleStep(10_000)
+        self.faces_spin.setSpecialValueText("Automatic")
+        formats_row = QHBoxLayout()
+        self.format_boxes: dict[str, QCheckBox] = {}
+        for fmt in ("glb", "obj", "ply", "stl", "usdz"):
+            box = QCheckBox(fmt.upper())
+            box.setChecked(True)
+            self.format_boxes[fmt] = box
+            formats_row.addWidget(box)
+        formats_row.addStretch(1)
+        name_row.addRow("Quality", self.quality_combo)
+        name_row.addRow("Masks", self.masks_combo)
+        name_row.addRow("Texture", self.texture_combo)
+        name_row.addRow("Triangles", self.faces_spin)
+        name_row.addRow("Formats", formats_row)
         photos_layout.addLayout(name_row)
         outer.addWidget(self.photos_box)
 
@@ -464,6 +494,10 @@ class MainWindow(QMainWindow):
             self.show_error("Enter the server address and your token first.")
             return
         project = self.project_edit.text().strip() or None
+        options = self.processing_options()
+        if options is None:
+            self.show_error("Choose at least one output format.")
+            return
         source = self.photos.source
         self.cancel_event = threading.Event()
         cancel = self.cancel_event
@@ -476,7 +510,7 @@ class MainWindow(QMainWindow):
 
         def work(report):
             with self.make_client() as client:
-                result = client.upload(source, project, progress=report, cancel=cancel)
+                result = client.upload(source, project, progress=report, cancel=cancel, options=options)
                 if result.server_status in ("created", "uploading"):
                     client.start(result.project)
                 return result
@@ -560,11 +594,25 @@ class MainWindow(QMainWindow):
         self.tasks.start(work, done=self._processing_done, failed=self._processing_failed,
                          progress=self._processing_progress, cancelled=self._stopped_following)
 
+    def processing_options(self) -> ProcessingOptions | None:
+        """The options chosen in the window (None when no output format is ticked)."""
+        formats = tuple(f for f, box in self.format_boxes.items() if box.isChecked())
+        if not formats:
+            return None
+        return ProcessingOptions(quality=self.quality_combo.currentData(), masks=self.masks_combo.currentData(),
+                                 texture_size=self.texture_combo.currentData() or None,
+                                 target_faces=self.faces_spin.value() or None, formats=formats)
+
     def _processing_progress(self, info: ProjectInfo) -> None:
         self.current_info = info
         stage = f" — {info.stage}" if info.stage and info.stage != info.status else ""
         percent = f" {info.progress:.0f}%" if info.status == "processing" else ""
-        eta = f" · about {human_duration(info.eta_seconds)} left" if info.eta_seconds else ""
+        if info.status not in ("queued", "processing"):
+            eta = ""
+        elif info.eta_seconds is not None:
+            eta = f" · about {human_duration(info.eta_seconds)} left"
+        else:
+            eta = " · time left unknown"
         self.stage_label.setText(f"{info.name}: {info.status}{stage}{percent}{eta}")
         self.stage_bar.setValue(int(info.progress))
         self._update_project_row(info)

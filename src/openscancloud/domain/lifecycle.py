@@ -23,15 +23,16 @@ S = ProjectStatus
 TERMINAL = {S.DONE, S.FAILED, S.CANCELLED, S.EXPIRED}
 ACCEPTS_UPLOADS = {S.CREATED, S.UPLOADING}
 ACTIVE_JOB = {S.QUEUED, S.PROCESSING}
+REPROCESSABLE = {S.DONE, S.FAILED, S.CANCELLED}  # run again from the photos kept on the server
 
 _ALLOWED: dict[ProjectStatus, set[ProjectStatus]] = {
     S.CREATED: {S.UPLOADING, S.QUEUED, S.EXPIRED, S.CANCELLED},
     S.UPLOADING: {S.QUEUED, S.EXPIRED, S.CANCELLED},
     S.QUEUED: {S.PROCESSING, S.CANCELLED, S.FAILED, S.DONE},
     S.PROCESSING: {S.DONE, S.FAILED, S.CANCELLED, S.QUEUED},  # back to queued when a lease expires
-    S.DONE: set(),
-    S.FAILED: set(),
-    S.CANCELLED: set(),
+    S.DONE: {S.QUEUED},  # reprocess
+    S.FAILED: {S.QUEUED},  # reprocess
+    S.CANCELLED: {S.QUEUED},  # reprocess
     S.EXPIRED: set(),
 }
 

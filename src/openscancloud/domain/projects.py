@@ -22,14 +22,14 @@ from openscancloud.domain.errors import (
     RateLimited,
     TooLarge,
 )
-from openscancloud.domain.lifecycle import ACCEPTS_UPLOADS, ACTIVE_JOB, ProjectStatus, check_transition
+from openscancloud.domain.lifecycle import ACCEPTS_UPLOADS, ACTIVE_JOB, REPROCESSABLE, ProjectStatus, check_transition
 from openscancloud.domain.names import validate_project_name
+from openscancloud.domain.options import ProjectOptions, parse_options
 from openscancloud.domain.tokens import TokenKind, TokenStatus, priority_for
 from openscancloud.domain.webhooks import check_webhook_url
 from openscancloud.domain.zipcheck import ZipLimits, check_zip
 from openscancloud.storage.base import PartMismatch
 
-QUALITIES = ("preview", "standard", "high")
 MAX_PARTS = 10_000
 MIN_AVERAGE_PART_BYTES = 8192  # clients may cut smaller parts than the limit, but not arbitrarily small ones
 UNKNOWN_PROJECT = "No project with this id (a project made with the public token also needs its X-Project-Key)."
@@ -60,6 +60,10 @@ class Projects:
         quality: str | None = None,
         webhook_url: str | None = None,
         client_ip: str | None = None,
+        masks: Any = None,
+        texture_size: Any = None,
+        target_faces: Any = None,
+        formats: Any = None,
     ) -> tuple[Any, float]:
         """Create a project and charge it (private tokens). The public token is charged when the project is
         started (so declared-but-never-uploaded projects cannot use up everybody's daily allowance) and is
@@ -68,9 +72,8 @@ class Projects:
         photos_n = _positive_int("photos", photos)
         parts_n = _positive_int("parts", parts)
         size = _positive_int("filesize", filesize)
-        quality = quality or self.settings.quality
-        if quality not in QUALITIES:
-            raise InvalidInput(f"quality must be one of {', '.join(QUALITIES)}.", code="invalid_quality")
+        options = parse_options(quality=quality, masks=masks, texture_size=texture_size, target_faces=target_faces,
+                                formats=formats, default_quality=self.settings.quality)
         if webhook_url:
             check_webhook_url(webhook_url, allow_private=self.settings.webhook_allow_private)
         if photos_n > token.limit_photos:
@@ -113,7 +116,8 @@ class Projects:
                 photos=photos_n,
                 parts=parts_n,
                 filesize=size,
-                quality=quality,
+                quality=options.quality,
+                options=options.extras_json(),
                 charged_gb=0.0 if public else needed,
                 keep_for_research=public,
                 webhook_url=webhook_url,
@@ -457,6 +461,45 @@ class Projects:
             project.delete_after = None
         self.storage.delete_project(project.id)
         return project, refunded
+
+    def reprocess_project(self, token: TokenView, project_id: str, options: ProjectOptions,
+                          project_key: str | None = None) -> Any:
+        """Run a finished, failed or cancelled project again with (other) options, from the photos the server
+        still holds: no new upload. A new run costs the upload's credit again (the work is the same as the first
+        run); a server-side failure refunds it as usual. The previous result is replaced."""
+        now = self.clock()
+        with self.uow() as repo:
+            project = self._owned(repo, token, None, project_id, lock=True, project_key=project_key)
+            if project.status not in REPROCESSABLE:
+                raise Conflict(f"This project is '{project.status}'; only a done, failed or cancelled project can be "
+                               "processed again.", code="invalid_state")
+            if project.data_deleted or self.storage.input_size(project.id) is None:
+                raise Conflict("The photos of this project are no longer on the server; upload them again "
+                               "(reset the project).", code="input_gone")
+            row = repo.token_by_id(token.id, lock=True)
+            needed = creditrules.bytes_to_gb(project.filesize)
+            available = self._available(repo, row)
+            if not creditrules.has_credit_for(available, needed):
+                raise PaymentRequired(
+                    f"Not enough credit to process again: {needed:.3f} GB needed, {available:.3f} GB left.",
+                    credit=available,
+                )
+            repo.add_ledger(token.id, "charge", -needed, "processing again with other options", project.id)
+            project.charged_gb = needed
+            project.quality = options.quality
+            project.options = options.extras_json()
+            project.status = str(ProjectStatus.QUEUED)
+            project.queued_at, project.started_at, project.finished_at = now, None, None
+            project.error = None
+            project.result_size = project.result_sha256 = None
+            project.delete_after = None
+            project.upload_generation += 1  # links to the old result never serve the new one
+            repo.add_job(
+                id=uuid.uuid4().hex, project_id=project.id, status="queued", priority=priority_for(token.kind),
+                quality=options.quality, attempt=0, max_attempts=self.settings.max_attempts, queued_at=now,
+            )
+        self.storage.delete_result(project.id)
+        return project
 
     def _last_failure_was_user(self, repo: Any, project: Any) -> bool:
         job = repo.latest_job(project.id)

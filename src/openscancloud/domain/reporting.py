@@ -7,7 +7,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from openscancloud.domain.accounts import TokenView
+from openscancloud.domain.eta import ETA_UNKNOWN, EtaInputs, StageModel, build_model, estimate
 from openscancloud.domain.lifecycle import ACTIVE_JOB, ProjectStatus
+from openscancloud.domain.options import options_of
+
+ETA_HISTORY = 20  # recent finished jobs per quality the stage speeds are measured on
 
 
 class Reporting:
@@ -16,6 +20,28 @@ class Reporting:
     def average_duration(self, repo: Any) -> float:
         durations = repo.recent_durations()
         return sum(durations) / len(durations) if durations else 600.0
+
+    def stage_model(self, repo: Any, quality: str) -> StageModel | None:
+        return build_model(quality, repo.recent_done_reports(quality, ETA_HISTORY))
+
+    def eta_inputs(self, quality: str) -> EtaInputs:
+        """What every ETA of this quality rests on (the measured stage model, workers online, jobs running);
+        the polling path caches it for a few seconds, since it moves slowly."""
+        with self.uow() as repo:
+            return self._eta_inputs(repo, quality, self.clock())
+
+    def _eta_inputs(self, repo: Any, quality: str, now: datetime) -> EtaInputs:
+        workers = repo.workers_seen_since(now - timedelta(seconds=self.settings.worker_offline_seconds))
+        return EtaInputs(self.stage_model(repo, quality), max(1, workers), len(repo.running_jobs()))
+
+    def _eta(self, repo: Any, job: Any, project: Any, now: datetime) -> tuple[float | None, str | None]:
+        """(seconds left, what the figure is based on), or (None, None) without any measured job."""
+        if job.status == "running":
+            inputs = EtaInputs(self.stage_model(repo, job.quality), 1, 0)
+            return estimate(inputs, job, project.photos, now, ahead=0)
+        queued = repo.queued_jobs()
+        ahead = next((i for i, j in enumerate(queued) if j.id == job.id), 0)
+        return estimate(self._eta_inputs(repo, job.quality, now), job, project.photos, now, ahead=ahead)
 
     def queue_estimate(self, token: TokenView) -> dict[str, Any]:
         now = self.clock()
@@ -82,35 +108,23 @@ class Reporting:
         now = self.clock()
         with self.uow() as repo:
             job = repo.latest_job(project.id)
-            avg = position = None
+            eta = ETA_UNKNOWN
             if job is not None and project.status in ACTIVE_JOB:
-                avg = self.average_duration(repo)
-                if not (job.status == "running" and job.started_at):
-                    queued = repo.queued_jobs()
-                    position = next((i for i, j in enumerate(queued) if j.id == job.id), 0)
-        return render_project_view(project, job, now, avg, position)
+                eta = self._eta(repo, job, project, now)
+        return render_project_view(project, job, eta)
 
 
-def render_project_view(project: Any, job: Any | None, now: datetime, average_seconds: float | None,
-                        queue_index: int | None) -> dict[str, Any]:
-    """The project view from already-read records, without any I/O, so the ORM path (`project_view`) and the
-    one-query polling path (`api.poll`) produce the same answer byte for byte. `average_seconds` and
-    `queue_index` (0-based place of the job in the queue) are only used while the job is active."""
-    eta = None
+def render_project_view(project: Any, job: Any | None, eta: tuple[float | None, str | None]) -> dict[str, Any]:
+    """The project view from already-read records and an ETA (seconds, basis), without any I/O, so the ORM path
+    (`project_view`) and the one-query polling path (`api.poll`) produce the same answer byte for byte."""
+    eta_seconds, basis = eta
     progress = 0.0
     stage = None
     if project.status == ProjectStatus.DONE:
         progress, stage = 100.0, "done"
     elif job is not None and project.status in ACTIVE_JOB:
-        avg = average_seconds if average_seconds is not None else 600.0
         progress = round((job.progress or 0.0) * 100, 1)
         stage = job.stage or ("queued" if job.status == "queued" else None)
-        if job.status == "running" and job.started_at:
-            elapsed = (now - job.started_at).total_seconds()
-            frac = job.progress or 0.0
-            eta = elapsed / frac * (1 - frac) if frac > 0.05 else max(avg - elapsed, 0)
-        else:
-            eta = ((queue_index or 0) + 1) * avg
     return {
         "id": project.id,
         "project": project.name,
@@ -118,12 +132,16 @@ def render_project_view(project: Any, job: Any | None, now: datetime, average_se
         "status": project.status,
         "progress": progress,
         "stage": stage,
-        "eta_seconds": None if eta is None else round(eta),
+        "eta_seconds": None if eta_seconds is None else round(eta_seconds),
+        "eta_basis": basis if eta_seconds is not None else (
+            "unknown: this server has not finished a job of this quality yet"
+            if project.status in ACTIVE_JOB else None),
         "error": project.error,
         "photos": project.photos,
         "filesize": project.filesize,
         "parts_total": project.parts,
         "quality": project.quality,
+        "options": options_of(project).to_dict(),
         "credit_charged": round(project.charged_gb, 9),
         "keep_for_research": project.keep_for_research,
         "created_at": _iso(project.created_at),

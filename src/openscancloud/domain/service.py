@@ -13,8 +13,10 @@ from typing import Any, Callable
 
 from openscancloud.domain.accounts import Accounts, TokenView
 from openscancloud.domain.ports import UnitOfWork
-from openscancloud.domain.projects import QUALITIES, Projects
+from openscancloud.domain.options import QUALITIES
+from openscancloud.domain.projects import Projects
 from openscancloud.domain.reporting import Reporting
+from openscancloud.domain.sharing import Sharing
 from openscancloud.settings import Settings
 from openscancloud.storage.base import Storage
 
@@ -32,7 +34,7 @@ class Event:
 
 
 @dataclass
-class CloudService(Accounts, Projects, Reporting):
+class CloudService(Accounts, Projects, Reporting, Sharing):
     settings: Settings
     uow: UnitOfWork
     storage: Storage

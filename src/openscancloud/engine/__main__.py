@@ -26,7 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "beside each photo), or a folder of masks NAME.png (white = object)")
     p.add_argument("--texture-size", type=int, default=None, help="texture atlas side in pixels (default: preset)")
     p.add_argument("--target-faces", type=int, default=None, help="triangle budget (default: preset)")
-    p.add_argument("--formats", default=None, help="comma-separated subset of glb,obj,ply (default: all)")
+    p.add_argument("--formats", default=None, help="comma-separated subset of glb,obj,ply,stl,usdz (default: all)")
     p.add_argument("--work-dir", type=Path, default=None, help="intermediate files (kept, enables resume)")
     p.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
     p.add_argument("--progress", choices=["jsonl", "text", "none"], default="text")

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
                                        "(NAME_mask.png beside each photo), or a folder of masks NAME.png."),
         texture_size: Optional[int] = typer.Option(None, "--texture-size", help="Texture atlas side (px)."),
         target_faces: Optional[int] = typer.Option(None, "--target-faces", help="Triangle budget of the mesh."),
-        formats: Optional[str] = typer.Option(None, "--formats", help="Comma-separated subset of glb,obj,ply."),
+        formats: Optional[str] = typer.Option(None, "--formats", help="Comma-separated subset of glb,obj,ply,stl,usdz."),
         work_dir: Optional[Path] = typer.Option(None, "--work-dir",
                                                 help="Keep intermediate files here (resume after a crash)."),
         threads: Optional[int] = typer.Option(None, "--threads", help="Worker threads (default: all cores)."),

@@ -1,8 +1,10 @@
 """Stage 7 — export: every output in one frame (the orientation transform applied to all of them).
 
-Files: `model.obj` + `model.mtl` + the texture PNG it names (`material_0.png`), `model.glb`, `dense.ply`, `sparse/` (COLMAP binary model),
-`preview.png`.  OBJ, PLY and the sparse model use the engine's frame (+Z up, object centred); `model.glb`
-follows the glTF convention (+Y up), i.e. (x, y, z) → (x, z, −y), so web viewers show it upright.
+Files: `model.obj` + `model.mtl` + the texture PNG it names (`material_0.png`), `model.glb`, `model.stl`
+(untextured mesh for slicers/3D printing), `model.usdz` (AR on phones), `dense.ply`, `sparse/` (COLMAP binary
+model), `preview.png`.  OBJ, PLY and the sparse model use the engine's frame (+Z up, object centred); `model.glb`
+and `model.usdz` follow the glTF/USD convention (+Y up), i.e. (x, y, z) → (x, z, −y), so web viewers and phones
+show them upright; STL keeps +Z up, which slicers expect.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ def _similarity(T: np.ndarray):
 
 
 def run(texture: TextureResult, dense: DenseResult, sparse: SparseResult, orientation: Orientation,
-        out_dir: Path, ctx: StageContext, formats: tuple[str, ...] = ("glb", "obj", "ply")) -> ExportResult:
-    """Write the requested formats (glb, obj, ply = the dense cloud) plus the sparse model and a preview."""
+        out_dir: Path, ctx: StageContext, formats: tuple[str, ...] = ("glb", "obj", "ply", "stl", "usdz")) -> ExportResult:
+    """Write the requested formats (glb, obj, ply = the dense cloud, stl, usdz) plus the sparse model and a
+    preview."""
     import open3d as o3d
     import trimesh
     from PIL import Image
@@ -77,6 +80,21 @@ def run(texture: TextureResult, dense: DenseResult, sparse: SparseResult, orient
                                    visual=trimesh.visual.TextureVisuals(uv=UV, material=pbr))
         (out_dir / "model.glb").write_bytes(glb_mesh.export(file_type="glb"))
         outputs["glb"] = str(out_dir / "model.glb")
+    if "stl" in formats:
+        ctx.report(0.35, "writing STL")
+        trimesh.Trimesh(vertices=Vo, faces=F, process=False).export(str(out_dir / "model.stl"), file_type="stl")
+        outputs["stl"] = str(out_dir / "model.stl")
+    if "usdz" in formats:
+        ctx.report(0.4, "writing USDZ")
+        from .usdz import write_usdz
+
+        png = out_dir / ".usdz-texture.png"
+        tex_img.save(png)
+        try:
+            write_usdz(out_dir / "model.usdz", Vo @ Z_UP_TO_Y_UP.T, F, UV, png)
+        finally:
+            png.unlink(missing_ok=True)
+        outputs["usdz"] = str(out_dir / "model.usdz")
     if "ply" in formats:
         ctx.report(0.5, "writing dense cloud")
         pcd = o3d.io.read_point_cloud(str(dense.ply_path))

@@ -68,7 +68,7 @@ def _default_threads() -> int:
 
 
 MASK_MODES = ("auto", "off", "user")
-EXPORT_FORMATS = ("glb", "obj", "ply")  # formats the export stage can write (besides report, preview, sparse)
+EXPORT_FORMATS = ("glb", "obj", "ply", "stl", "usdz")  # formats the export stage can write (besides report, preview, sparse)
 
 
 @dataclass

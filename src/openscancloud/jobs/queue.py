@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from openscancloud.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from openscancloud.domain.lifecycle import ProjectStatus
+from openscancloud.domain.options import options_of
 from openscancloud.domain.ports import UnitOfWork
 from openscancloud.domain.service import Event
 from openscancloud.settings import Settings
@@ -35,6 +36,7 @@ class Claim:
     quality: str
     lease_seconds: int
     input_size: int | None
+    options: dict[str, Any] = field(default_factory=dict)  # the project's ProjectOptions as a dict
 
 
 @dataclass
@@ -87,9 +89,12 @@ class JobQueue:
             job.lease_until = now + timedelta(seconds=self.settings.lease_seconds)
             job.started_at = now
             job.stage, job.progress, job.message = "starting", 0.0, None
+            job.stage_started_at = now
             project.status = str(ProjectStatus.PROCESSING)
             project.started_at = project.started_at or now
-            claim = Claim(job.id, project.id, job.attempt, job.quality, self.settings.lease_seconds, None)
+            options = options_of(project)
+            claim = Claim(job.id, project.id, job.attempt, job.quality, self.settings.lease_seconds, None,
+                          options.to_dict())
         claim.input_size = self.storage.input_size(claim.project_id)
         return claim
 
@@ -126,6 +131,8 @@ class JobQueue:
                 return True
             job.lease_until = now + timedelta(seconds=self.settings.lease_seconds)
             if stage:
+                if stage[:64] != job.stage:
+                    job.stage_started_at = now
                 job.stage = stage[:64]
             if progress is not None:
                 job.progress = min(max(float(progress), 0.0), 1.0)
@@ -167,8 +174,7 @@ class JobQueue:
             project.result_sha256 = (report or {}).get("result_sha256") if isinstance(report, dict) else None
             project.delete_after = now + timedelta(days=self.settings.retention_days)
             event = self._event(repo, project, "project_done")
-        if not project.keep_for_research:
-            self.storage.delete_input(project.id)
+        # the photos stay until the retention cleanup so that the project can be reprocessed with other options
         self.on_event(event)
 
     def fail(self, job_id: str, attempt: int, message: str, user_error: bool, token_id: int | None = None) -> None:

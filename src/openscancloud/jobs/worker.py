@@ -213,7 +213,7 @@ class Worker:
         input_zip = tmp / "input.zip"
         self._retry("input download", self._download_input, job, state, input_zip)
         out = tmp / "out"
-        cmd = [*self.engine_command, str(input_zip), "-o", str(out), "--quality", str(job.get("quality") or "standard"),
+        cmd = [*self.engine_command, str(input_zip), "-o", str(out), *engine_option_args(job),
                "--work-dir", str(tmp / "work"), "--progress", "jsonl"]
         if self.max_image_size:
             cmd += ["--max-image-size", str(self.max_image_size)]
@@ -336,6 +336,23 @@ class Worker:
         for line in proc.stderr:  # type: ignore[union-attr]
             if line.strip():
                 state.tail.append(line.rstrip()[:500])
+
+
+def engine_option_args(job: dict[str, Any]) -> list[str]:
+    """The engine flags for the project's options. Built here from the claim's `options` (not taken verbatim
+    from the server) so that a worker only ever passes the flags it knows; servers without options send only
+    `quality`."""
+    options = job.get("options") or {}
+    args = ["--quality", str(options.get("quality") or job.get("quality") or "standard")]
+    if options.get("masks") in ("auto", "off", "user"):
+        args += ["--masks", options["masks"]]
+    for key, flag in (("texture_size", "--texture-size"), ("target_faces", "--target-faces")):
+        if isinstance(options.get(key), int):
+            args += [flag, str(options[key])]
+    formats = [f for f in options.get("formats") or [] if f in ("glb", "obj", "ply", "stl", "usdz")]
+    if formats:
+        args += ["--formats", ",".join(formats)]
+    return args
 
 
 def detect_gpu() -> str | None:

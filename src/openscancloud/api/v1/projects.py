@@ -19,8 +19,10 @@ from openscancloud.api.downloads import ranged_file_response
 from openscancloud.api.legacy import project_info
 from openscancloud.api.links import base_url, upload_links
 from openscancloud.api.poll import respond
+from openscancloud.api.results import file_link, result_members, share_signature, share_url
 from openscancloud.domain.errors import Conflict, NotFound
 from openscancloud.domain.lifecycle import ACCEPTS_UPLOADS
+from openscancloud.domain.options import parse_options
 from openscancloud.domain.service import TokenView
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
@@ -37,12 +39,39 @@ class ProjectIn(BaseModel):
     parts: int = Field(ge=1, description="Number of upload parts (each at most the part limit)")
     quality: str | None = Field(default=None, description="preview | standard | high")
     webhook_url: str | None = Field(default=None, description="POSTed JSON when the project is done or failed")
+    masks: str | None = Field(default=None, description="auto (detect a static background) | off | user "
+                                                       "(NAME_mask.png beside each photo in the zip)")
+    texture_size: int | None = Field(default=None, description="texture side in px (256–16384); null: preset")
+    target_faces: int | None = Field(default=None, description="triangle budget (1,000–5,000,000); null: preset")
+    formats: list[str] | None = Field(default=None, description="subset of glb, obj, ply, stl, usdz; null: all")
+
+
+class OptionsIn(BaseModel):
+    """Processing options for a new run of the same photos (missing fields: the defaults, not the old run's)."""
+
+    quality: str | None = Field(default=None, description="preview | standard | high")
+    masks: str | None = Field(default=None, description="auto | off | user")
+    texture_size: int | None = Field(default=None, description="texture side in px (256–16384); null: preset")
+    target_faces: int | None = Field(default=None, description="triangle budget (1,000–5,000,000); null: preset")
+    formats: list[str] | None = Field(default=None, description="subset of glb, obj, ply, stl, usdz; null: all")
 
 
 @router.get("/status")
 async def status(request: Request) -> dict[str, Any]:
     info = await run_in_threadpool(get_ctx(request).service.server_status)
     return {"status": "ok", "version": __version__, **info}
+
+
+@router.get("/public-token")
+async def public_token(request: Request) -> dict[str, Any]:
+    """The shared public token this server offers to anyone (no sign-up), with its limits. Projects made with it
+    may be kept for research; 404 when the operator offers none."""
+    ctx = get_ctx(request)
+    if ctx.settings.public_daily_credit_gb <= 0:
+        raise NotFound("This server offers no public token; ask its operator for one.", code="no_public_token")
+    token = await run_in_threadpool(ctx.service.public_token)
+    return {"token": token, "daily_credit_gb": ctx.settings.public_daily_credit_gb,
+            "limit_photos": ctx.settings.public_limit_photos, "limit_filesize": ctx.settings.public_limit_filesize}
 
 
 @router.get("/token")
@@ -62,7 +91,9 @@ async def create_project(body: ProjectIn, request: Request, token: TokenView = D
     project, _ = await run_in_threadpool(
         lambda: ctx.service.create_project(token, name, body.photos, body.parts, body.filesize,
                                            quality=body.quality, webhook_url=body.webhook_url,
-                                           client_ip=client_ip(request))
+                                           client_ip=client_ip(request), masks=body.masks,
+                                           texture_size=body.texture_size, target_faces=body.target_faces,
+                                           formats=body.formats)
     )
     return await run_in_threadpool(lambda: project_info(ctx, request, project, owner_view=True))
 
@@ -144,6 +175,52 @@ async def reset(project_id: str, request: Request, token: TokenView = Depends(us
     return await _act(request, token, project_id, key, "reset")
 
 
+@router.post("/projects/{project_id}/reprocess", status_code=202)
+async def reprocess(project_id: str, body: OptionsIn, request: Request,
+                    token: TokenView = Depends(user_token), key: str | None = ProjectKey) -> dict[str, Any]:
+    """Process a done, failed or cancelled project again with these options, from the photos the server kept
+    (no new upload). Costs the upload's credit again; the previous result is replaced."""
+    ctx = get_ctx(request)
+    options = parse_options(quality=body.quality, masks=body.masks, texture_size=body.texture_size,
+                            target_faces=body.target_faces, formats=body.formats,
+                            default_quality=ctx.settings.quality)
+    project = await run_in_threadpool(ctx.service.reprocess_project, token, project_id, options, key)
+    return await run_in_threadpool(lambda: project_info(ctx, request, project, owner_view=True))
+
+
+@router.get("/projects/{project_id}/shares")
+async def list_shares(project_id: str, request: Request, token: TokenView = Depends(user_token),
+                      key: str | None = ProjectKey) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    shares = await run_in_threadpool(ctx.service.list_shares, token, project_id, key)
+    base = base_url(request, ctx.settings)
+    return {"shares": [_share_view(base, ctx, s) for s in shares]}
+
+
+@router.post("/projects/{project_id}/shares", status_code=201)
+async def create_share(project_id: str, request: Request, token: TokenView = Depends(user_token),
+                       key: str | None = ProjectKey) -> dict[str, Any]:
+    """A read-only link to this finished project's viewer and files that works without a token (revocable)."""
+    ctx = get_ctx(request)
+    share = await run_in_threadpool(ctx.service.create_share, token, project_id, key)
+    return _share_view(base_url(request, ctx.settings), ctx, share)
+
+
+@router.post("/projects/{project_id}/shares/{share_id}/revoke")
+async def revoke_share(project_id: str, share_id: str, request: Request,
+                       token: TokenView = Depends(user_token), key: str | None = ProjectKey) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    share = await run_in_threadpool(ctx.service.revoke_share, token, project_id, share_id, key)
+    return _share_view(base_url(request, ctx.settings), ctx, share)
+
+
+def _share_view(base: str, ctx: AppContext, share: Any) -> dict[str, Any]:
+    return {"id": share.id, "url": share_url(base, ctx.signer, share),
+            "api": f"{base}/api/v1/shared/{share.id}?s={share_signature(ctx.signer, share.id, share.project_id)}",
+            "created_at": share.created_at.isoformat(timespec="seconds") + "Z",
+            "revoked": share.revoked_at is not None}
+
+
 @router.delete("/projects/{project_id}", status_code=204)
 async def delete(project_id: str, request: Request, token: TokenView = Depends(user_token),
                  key: str | None = ProjectKey) -> Response:
@@ -193,7 +270,11 @@ async def result_files(project_id: str, request: Request, token: TokenView = Dep
             raise Conflict("The result of this project is not a readable zip archive, so its files cannot be "
                            "listed; download it as a whole.", code="result_not_zip") from None
         info = project_info(ctx, request, project)
-        return {"files": files, "dlink": info["dlink"], "size": project.result_size}
+        base = base_url(request, ctx.settings)
+        downloads = result_members(ctx, project)
+        for d in downloads:
+            d["url"] = file_link(base, ctx.signer, project, d["name"])
+        return {"files": files, "downloads": downloads, "dlink": info["dlink"], "size": project.result_size}
 
     return await run_in_threadpool(listing)
 
