@@ -110,17 +110,21 @@ def _user_masks(ingest: IngestResult, user_dir: Path, out_dir: Path, ctx: StageC
 
 def run(ingest: IngestResult, ctx: StageContext, user_masks: Path | None = None,
         mode: str = "auto") -> MaskResult:
-    """`mode` is the user's choice: auto (detect a static rig background), off (every pixel), user (their masks)."""
+    """`mode` is the user's choice: auto (the user's masks when the input carries NAME_mask.png files, else
+    detect a static rig background), off (every pixel), user (their masks: a folder, or shipped in the input)."""
+    if mode != "off" and user_masks is None and ingest.user_masks_dir is not None:
+        user_masks = ingest.user_masks_dir
     if mode == "user" and user_masks is None:
-        raise UserInputError("masks=user needs the masks: pass a folder of NAME.png masks (white = object).")
+        raise UserInputError("masks=user needs the masks: put NAME_mask.png (white = object) beside each "
+                             "NAME.jpg in the upload, or pass a folder of NAME.png masks.")
     detect_static = mode == "auto"
     key = {"ingest": ingest.to_dict(), "user": str(user_masks) if user_masks else None,
-           "detect": detect_static}
+           "detect": detect_static, "mode": mode}
     if (saved := load_done(ctx.work_dir, key)) is not None:
         return MaskResult.from_dict(saved)
     out_dir = ctx.work_dir / "masks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    if user_masks is not None:
+    if user_masks is not None and mode != "off":
         result = _user_masks(ingest, Path(user_masks), out_dir, ctx)
     else:
         result = _static_masks(ingest, out_dir, ctx) if detect_static else MaskResult("none", None)
@@ -144,26 +148,59 @@ def _static_masks(ingest: IngestResult, out_dir: Path, ctx: StageContext) -> Mas
     (w, h), = sizes
     scale = min(1.0, MASK_LONG_SIDE / max(w, h))
     mw, mh = round(w * scale), round(h * scale)
-    # Static = this pixel's colour recurs at the same place in many other photos.  (A per-pixel median is not
-    # enough: behind the object the median is the object itself, and the backdrop around the silhouette would
-    # survive as "object" and bring its static features back.)
-    step = max(1, len(ingest.views) // MAX_REFERENCES)
     smalls = [cv2.resize(_read(ingest.images_dir / v.name), (mw, mh), interpolation=cv2.INTER_AREA)
               for v in ingest.views]
-    refs = smalls[::step]
-    needed = max(3, int(RECUR_FRACTION * (len(refs) - 1)))
+    ctx.report(0.5, "masking the static background")
+    ctx.check_cancelled()
     coverage = {}
-    for i, view in enumerate(ingest.views):
-        small = smalls[i]
-        same = np.zeros((mh, mw), np.int32)
-        for ref in refs:
-            same += cv2.absdiff(ref, small).max(-1) < DIFF_THRESHOLD
-        same -= 1 if i % step == 0 and i // step < len(refs) else 0  # the photo itself
-        mask = clean_mask(np.where(same >= needed, 0, 255).astype(np.uint8))
+    for view, mask in zip(ingest.views, object_masks(smalls)):
         if (w, h) != (mw, mh):
             mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
         cv2.imwrite(str(out_dir / f"{view.name}.png"), mask)
         coverage[view.name] = float((mask > 0).mean())
-        ctx.report(0.3 + 0.7 * (i + 1) / len(ingest.views), "masking the static background")
-        ctx.check_cancelled()
+    ctx.report(1.0, "masked the static background")
     return MaskResult("static-background", out_dir, fraction, coverage)
+
+
+def recurring_pixels(smalls: list[np.ndarray]) -> list[np.ndarray]:
+    """Per photo: True where this pixel's colour recurs at the same place in many other photos.
+
+    (A per-pixel median is not enough: behind the object the median is the object itself, and the backdrop
+    around the silhouette would survive as "object" and bring its static features back.)"""
+    step = max(1, len(smalls) // MAX_REFERENCES)
+    refs = smalls[::step]
+    needed = max(3, int(RECUR_FRACTION * (len(refs) - 1)))
+    out = []
+    for i, small in enumerate(smalls):
+        same = np.zeros(small.shape[:2], np.int32)
+        for ref in refs:
+            same += cv2.absdiff(ref, small).max(-1) < DIFF_THRESHOLD
+        same -= 1 if i % step == 0 and i // step < len(refs) else 0  # the photo itself
+        out.append(same >= needed)
+    return out
+
+
+def enclosed_core(recurring: list[np.ndarray]) -> np.ndarray:
+    """Pixels that look the same in (almost) every photo yet are surrounded by pixels that change.
+
+    Why: a plain, uniformly coloured object (an unpainted print, plaster) looks identical at its centre in
+    every photo while it turns, exactly like the backdrop.  What tells them apart is where they are: the static
+    backdrop reaches the border of the photo, while the object's always-identical core is enclosed by the band
+    its turning silhouette sweeps (and by the turning plate below it)."""
+    count = np.sum(recurring, axis=0)
+    always_same = (count >= 0.9 * len(recurring)).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(always_same, connectivity=4)
+    h, w = always_same.shape
+    core = np.zeros((h, w), bool)
+    for i in range(1, n):
+        x, y, cw, ch = stats[i, :4]
+        if x > 0 and y > 0 and x + cw < w and y + ch < h:  # does not touch the border
+            core |= labels == i
+    return core
+
+
+def object_masks(smalls: list[np.ndarray]) -> list[np.ndarray]:
+    """255 = keep: what moves in this photo, plus the enclosed always-identical core (see `enclosed_core`)."""
+    recurring = recurring_pixels(smalls)
+    core = enclosed_core(recurring)
+    return [clean_mask(np.where(~same | core, 255, 0).astype(np.uint8)) for same in recurring]
