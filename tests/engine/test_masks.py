@@ -42,6 +42,25 @@ def test_static_background_rig_is_masked(datasets_dir, photo_set, tmp_path, make
     assert checked > 0
 
 
+@pytest.mark.parametrize("name", ["small_plain_static", "small_dots_static"])
+def test_masks_never_eat_plain_or_dotted_objects(name, synthetic_set, tmp_path, make_ctx):
+    """A uniformly coloured object (or one with sparse dots) looks the same at most pixels in every photo, like
+    the backdrop; its pixels must be kept all the same (median ≥ 98 % of the true silhouette, every view ≥ 95 %)."""
+    root = synthetic_set(name)
+    ing = ingest.run(root / "images", make_ctx("ingest", tmp_path))
+    result = masks.run(ing, make_ctx("masks", tmp_path))
+    assert result.mode == "static-background"
+    kept, backdrop = [], []
+    for view in ing.views:
+        mask = cv2.imread(str(result.mask_path(view.name)), cv2.IMREAD_GRAYSCALE) > 0
+        gt = cv2.imread(str(root / "ground_truth" / "masks" / (view.name.rsplit(".", 1)[0] + ".png")),
+                        cv2.IMREAD_GRAYSCALE) > 127
+        kept.append((mask & gt).sum() / gt.sum())
+        backdrop.append(mask[~gt].mean())
+    assert np.median(kept) >= 0.98 and min(kept) >= 0.95, kept
+    assert np.median(backdrop) < 0.6  # most of the static backdrop is still masked
+
+
 def test_handheld_set_is_not_masked(photo_set, tmp_path, make_ctx):
     ing = ingest.run(photo_set("kermit"), make_ctx("ingest", tmp_path))
     result = masks.run(ing, make_ctx("masks", tmp_path))

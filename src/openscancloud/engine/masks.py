@@ -27,6 +27,11 @@ DIFF_THRESHOLD = 18  # grey levels: JPEG noise stays below, the object's appeara
 MASK_LONG_SIDE = 320  # masks are computed at this size and scaled up (they only need to be a little generous)
 MAX_REFERENCES = 40  # each photo is compared with at most this many others
 RECUR_FRACTION = 0.25  # a colour seen at the same pixel in a quarter of the photos is static background
+PATCH = 5  # pixels (at mask size): a pixel recurs when its PATCH × PATCH neighbourhood recurs
+MARGIN = 0.04  # static masks grow by this share of the long side: the object's rim often stands still
+# against a textured backdrop and would be cut; the backdrop this lets in gives keypoints that stand still, which
+# the sparse stage removes anyway
+SMOOTH_GRADIENT = 5.0  # grey levels per pixel (at mask size): below this a region has no texture to match
 
 
 @dataclass
@@ -170,37 +175,53 @@ def recurring_pixels(smalls: list[np.ndarray]) -> list[np.ndarray]:
     step = max(1, len(smalls) // MAX_REFERENCES)
     refs = smalls[::step]
     needed = max(3, int(RECUR_FRACTION * (len(refs) - 1)))
+    patch = np.ones((PATCH, PATCH), np.uint8)
     out = []
     for i, small in enumerate(smalls):
         same = np.zeros(small.shape[:2], np.int32)
         for ref in refs:
-            same += cv2.absdiff(ref, small).max(-1) < DIFF_THRESHOLD
+            # the whole neighbourhood must match: a sparsely dotted object keeps its plain colour at most pixels
+            # while it turns, but its dots move, so no patch of it stays the same
+            same += cv2.erode((cv2.absdiff(ref, small).max(-1) < DIFF_THRESHOLD).astype(np.uint8), patch)
         same -= 1 if i % step == 0 and i // step < len(refs) else 0  # the photo itself
         out.append(same >= needed)
     return out
 
 
-def enclosed_core(recurring: list[np.ndarray]) -> np.ndarray:
-    """Pixels that look the same in (almost) every photo yet are surrounded by pixels that change.
+def smooth_pixels(small: np.ndarray) -> np.ndarray:
+    """True where the photo has no texture (mean gradient over 5×5 pixels below SMOOTH_GRADIENT grey levels).
 
-    Why: a plain, uniformly coloured object (an unpainted print, plaster) looks identical at its centre in
-    every photo while it turns, exactly like the backdrop.  What tells them apart is where they are: the static
-    backdrop reaches the border of the photo, while the object's always-identical core is enclosed by the band
-    its turning silhouette sweeps (and by the turning plate below it)."""
-    count = np.sum(recurring, axis=0)
-    always_same = (count >= 0.9 * len(recurring)).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(always_same, connectivity=4)
-    h, w = always_same.shape
-    core = np.zeros((h, w), bool)
-    for i in range(1, n):
-        x, y, cw, ch = stats[i, :4]
-        if x > 0 and y > 0 and x + cw < w and y + ch < h:  # does not touch the border
-            core |= labels == i
-    return core
+    Why: a plain, uniformly coloured object (an unpainted print, plaster, a sprayed part) looks identical in
+    every photo while it turns, exactly like the backdrop, so "what stays still" alone would cut it away.  But
+    masking only has to remove what would give static keypoints, and a smooth region gives none.  So static
+    pixels are masked only where they are textured; smooth static pixels are kept (they cost nothing)."""
+    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3) / 8
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3) / 8
+    return cv2.blur(np.hypot(gx, gy), (5, 5)) < SMOOTH_GRADIENT
+
+
+def keep_moving_components(mask: np.ndarray, moving: np.ndarray) -> np.ndarray:
+    """Drop kept regions that hold no moving pixel: smooth patches of the backdrop, not attached to the object."""
+    n, labels = cv2.connectedComponents(mask, connectivity=8)
+    if n <= 2:
+        return mask
+    moving_count = np.bincount(labels[moving > 0], minlength=n)
+    min_moving = max(4, int(0.0005 * mask.size))
+    good = moving_count >= min_moving
+    good[0] = False
+    return np.where(good[labels], 255, 0).astype(np.uint8)
 
 
 def object_masks(smalls: list[np.ndarray]) -> list[np.ndarray]:
-    """255 = keep: what moves in this photo, plus the enclosed always-identical core (see `enclosed_core`)."""
-    recurring = recurring_pixels(smalls)
-    core = enclosed_core(recurring)
-    return [clean_mask(np.where(~same | core, 255, 0).astype(np.uint8)) for same in recurring]
+    """255 = keep: what moves in this photo, plus what is smooth (see `smooth_pixels`), in the regions that
+    hold moving pixels; cleaned, holes filled, grown by a margin."""
+    out = []
+    k = int(MARGIN * max(smalls[0].shape[:2])) | 1
+    margin = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    for same, small in zip(recurring_pixels(smalls), smalls):
+        moving = np.where(same, 0, 255).astype(np.uint8)
+        raw = np.where(~same | smooth_pixels(small), 255, 0).astype(np.uint8)
+        mask = keep_moving_components(clean_mask(raw), clean_mask(moving))
+        out.append(cv2.dilate(mask, margin))
+    return out

@@ -11,11 +11,14 @@ many photos out, global mapping (GLOMAP) gets a chance and the larger model wins
 from __future__ import annotations
 
 import logging
+import math
 import shutil
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pycolmap
 
@@ -30,6 +33,8 @@ MAX_EXHAUSTIVE = 150
 SEQUENTIAL_OVERLAP = 20
 EXTRACT_BLOCK = 8
 MATCH_BLOCK = 120
+STATIC_RADIUS_PX = 1  # a keypoint within this many pixels of keypoints of many other photos stands still
+STATIC_SHARE = 0.25  # ... "many" = this share of the other photos of the same size (at least 3)
 
 
 @dataclass
@@ -151,6 +156,9 @@ def run(ingest: IngestResult, masks: MaskResult, ctx: StageContext) -> SparseRes
             done += len(block)
             ctx.report(0.35 * done / len(names), f"features {done}/{len(names)} photos")
 
+    static_removed = remove_static_keypoints(database)
+    ctx.report(0.36, f"removed {static_removed} keypoints that stand still across photos")
+
     # 2. matching, in blocks of pairs
     pairs, strategy = image_pairs(names)
     matching = pycolmap.FeatureMatchingOptions()
@@ -199,11 +207,66 @@ def run(ingest: IngestResult, masks: MaskResult, ctx: StageContext) -> SparseRes
         mapper=mapper,
         num_pairs=len(pairs),
         matching=strategy,
-        extra={"verified_pairs": int(verified), "num_cameras": rec.num_cameras()},
+        extra={"verified_pairs": int(verified), "num_cameras": rec.num_cameras(),
+               "static_keypoints_removed": static_removed},
     )
     save_done(ctx.work_dir, key, result.to_dict())
     ctx.report(1.0, f"{len(registered)}/{len(names)} photos registered")
     return result
+
+
+def remove_static_keypoints(database: Path, share: float = STATIC_SHARE) -> int:
+    """Delete keypoints that sit at the same pixel in many photos; return how many were removed.
+
+    Why: on a turntable rig the camera stands still while the object turns, so whatever does not turn with the
+    object (the wall, the rig, dust on the lens, a watermark) gives keypoints at identical pixels.  Matched, they
+    say "the camera never moved" and pull the solution towards it.  The object's own keypoints move between
+    photos, so a keypoint found (±1 px) in a quarter of the other photos is static whatever the masks said —
+    which lets the masks stay generous (they must never cut the object) without letting the backdrop back in.
+    Works one table row at a time: only the keypoint positions of all photos are held, never the descriptors."""
+    with sqlite3.connect(database) as con:
+        sizes = {iid: (int(w), int(h)) for iid, w, h in con.execute(
+            "SELECT images.image_id, cameras.width, cameras.height FROM images JOIN cameras USING (camera_id)")}
+        positions: dict[int, np.ndarray] = {}
+        for iid, rows, cols, data in con.execute("SELECT image_id, rows, cols, data FROM keypoints"):
+            positions[iid] = (np.frombuffer(data, np.float32).reshape(rows, cols)[:, :2] if rows else
+                              np.zeros((0, 2), np.float32))
+        removed = 0
+        kernel = np.ones((2 * STATIC_RADIUS_PX + 1,) * 2, np.uint8)
+        for size in set(sizes.values()):
+            ids = [i for i in positions if sizes.get(i) == size]
+            needed = max(3, math.ceil(share * (len(ids) - 1)))
+            if len(ids) - 1 < needed:
+                continue
+            w, h = size
+            count = np.zeros((h + 1, w + 1), np.int16)
+            cells: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            for i in ids:  # each photo counts at most once per pixel (its keypoints grown by the radius)
+                x = np.clip(np.rint(positions[i][:, 0]).astype(int), 0, w)
+                y = np.clip(np.rint(positions[i][:, 1]).astype(int), 0, h)
+                occupied = np.zeros_like(count, dtype=np.uint8)
+                occupied[y, x] = 1
+                count += cv2.dilate(occupied, kernel)
+                cells[i] = (x, y)
+            for i in ids:
+                x, y = cells[i]
+                static = count[y, x] - 1 >= needed
+                if not static.any():
+                    continue
+                keep = ~static
+                removed += int(static.sum())
+                rows, cols, data = con.execute("SELECT rows, cols, data FROM keypoints WHERE image_id=?",
+                                               (i,)).fetchone()
+                kp = np.frombuffer(data, np.uint8).reshape(rows, -1)[keep]  # rows of bytes: any dtype
+                con.execute("UPDATE keypoints SET rows=?, data=? WHERE image_id=?",
+                            (len(kp), np.ascontiguousarray(kp).tobytes(), i))
+                rows, cols, data = con.execute("SELECT rows, cols, data FROM descriptors WHERE image_id=?",
+                                               (i,)).fetchone()
+                desc = np.frombuffer(data, np.uint8).reshape(rows, -1)[keep]
+                con.execute("UPDATE descriptors SET rows=?, data=? WHERE image_id=?",
+                            (len(desc), np.ascontiguousarray(desc).tobytes(), i))
+        con.commit()
+    return removed
 
 
 def _map(database: Path, images_dir: Path, ctx: StageContext, total: int):
