@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import screening
 from .context import StageContext, load_done, save_done
 from .errors import UserInputError
 
@@ -332,6 +333,12 @@ def run(input_path: Path, ctx: StageContext) -> IngestResult:
                     rejected.append(result)
                 ctx.report(done / max(1, len(candidates)), f"read {done}/{len(candidates)} photos")
                 ctx.check_cancelled()
+        verdicts = screening.screen(out_dir, [v.name for v in views],
+                                    {v.name: (v.original_width, v.original_height) for v in views})
+        if len(views) - len(verdicts) >= MIN_IMAGES:  # screening never turns a small set into a refusal
+            set_aside = {v.name: v.reason for v in verdicts}
+            rejected += [{"name": v.source, "reason": set_aside[v.name]} for v in views if v.name in set_aside]
+            views = [v for v in views if v.name not in set_aside]
         masks_dir = None
         if user_masks:
             masks_dir = ctx.work_dir / "user_masks"

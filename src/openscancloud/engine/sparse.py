@@ -184,7 +184,7 @@ def run(ingest: IngestResult, masks: MaskResult, ctx: StageContext) -> SparseRes
     if verified == 0:
         raise UserInputError("No two photos share enough detail to be matched: take overlapping photos of a "
                              "textured object (each part visible in at least three photos).")
-    rec, mapper = _map(database, ingest.images_dir, ctx, len(names))
+    rec, mapper, sub_models = _map(database, ingest.images_dir, ctx, len(names))
     if rec is None or rec.num_reg_images() < 3:
         raise UserInputError("The camera positions could not be recovered: the photos overlap too little or "
                              "show too little texture (use more photos with ~70 % overlap).")
@@ -208,7 +208,9 @@ def run(ingest: IngestResult, masks: MaskResult, ctx: StageContext) -> SparseRes
         num_pairs=len(pairs),
         matching=strategy,
         extra={"verified_pairs": int(verified), "num_cameras": rec.num_cameras(),
-               "static_keypoints_removed": static_removed},
+               "static_keypoints_removed": static_removed, "sub_models": sub_models,
+               "track_length_mean": round(float(rec.compute_mean_track_length()), 3),
+               "observations_per_image": round(float(rec.compute_mean_observations_per_reg_image()), 1)},
     )
     save_done(ctx.work_dir, key, result.to_dict())
     ctx.report(1.0, f"{len(registered)}/{len(names)} photos registered")
@@ -288,6 +290,8 @@ def _map(database: Path, images_dir: Path, ctx: StageContext, total: int):
                                               cancellation_token=token)
     best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
     mapper = "incremental"
+    sub_models = [{"mapper": "incremental", "photos": r.num_reg_images(), "points": r.num_points3D(),
+                   "kept": r is best} for r in models.values()]
     if best is None or best.num_reg_images() < 0.9 * total:
         ctx.report(0.95, "trying global mapping")
         try:
@@ -301,10 +305,14 @@ def _map(database: Path, images_dir: Path, ctx: StageContext, total: int):
             gbest = max(gmodels.values(), key=lambda r: r.num_reg_images(), default=None)
             if gbest is not None and (best is None or gbest.num_reg_images() > best.num_reg_images()):
                 best, mapper = gbest, "global"
+                for sub in sub_models:
+                    sub["kept"] = False
+            sub_models += [{"mapper": "global", "photos": r.num_reg_images(), "points": r.num_points3D(),
+                            "kept": r is best} for r in gmodels.values()]
         except Exception as exc:  # global mapping is a fallback; its failure must not hide the first result
             log.warning("global mapping failed: %s", exc)
         ctx.check_cancelled()
-    return best, mapper
+    return best, mapper, sorted(sub_models, key=lambda m: -m["photos"])
 
 
 def camera_arrays(rec: pycolmap.Reconstruction) -> dict[str, dict]:
