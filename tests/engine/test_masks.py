@@ -133,3 +133,33 @@ def test_user_mode_without_masks_and_a_mask_of_the_wrong_size_are_refused(photo_
     wrong = _zip_with_masks(kermit, names, tmp_path / "wrong.zip", mask_for=names[:1], mask_size=(50, 70))
     with pytest.raises(UserInputError, match="must have its photo's size"):
         ingest.run(wrong, make_ctx("ingest", tmp_path / "b"))
+
+
+def test_structure_from_motion_overrules_masks_that_cut_the_object(synthetic_set, tmp_path, make_ctx):
+    """The points SfM places on the object must project inside every mask: good masks pass untouched; masks
+    that cut the object (here: its middle blacked out in every photo) are not trusted and masking is switched off."""
+    import shutil
+
+    from openscancloud.engine import sparse
+
+    root = synthetic_set("small_plain_static")
+    ring = _subset(root / "images", tmp_path / "ring", [f"img_{i:04d}.jpg" for i in range(12)])  # one ring
+    ing = ingest.run(ring, make_ctx("ingest", tmp_path))
+    result = masks.run(ing, make_ctx("masks", tmp_path))
+    sp = sparse.run(ing, result, make_ctx("sparse", tmp_path))
+    assert len(sp.registered) == 12
+    assert sp.extra["static_keypoints_removed"] > 0  # the backdrop the margin let in was filtered again
+    checked = masks.verify(result, sp, make_ctx("masks", tmp_path))
+    assert checked.mode == "static-background" and checked.unmasked == [] and not checked.warnings
+
+    cut_dir = tmp_path / "cut"
+    shutil.copytree(result.masks_dir, cut_dir)
+    for path in cut_dir.glob("*.png"):
+        mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        h, w = mask.shape
+        mask[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 0
+        cv2.imwrite(str(path), mask)
+    cut = masks.MaskResult("static-background", cut_dir, result.static_fraction, dict(result.coverage))
+    verdict = masks.verify(cut, sp, make_ctx("masks", tmp_path / "again"))
+    assert verdict.mode == "none" and verdict.masks_dir is None
+    assert len(verdict.unmasked) > 6 and "cut the object" in verdict.warnings[0]

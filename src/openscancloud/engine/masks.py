@@ -31,6 +31,8 @@ PATCH = 5  # pixels (at mask size): a pixel recurs when its PATCH × PATCH neigh
 MARGIN = 0.04  # static masks grow by this share of the long side: the object's rim often stands still
 # against a textured backdrop and would be cut; the backdrop this lets in gives keypoints that stand still, which
 # the sparse stage removes anyway
+VERIFY_OUTSIDE = 0.02  # a mask that leaves out more than 2 % of the object's points (projected) cuts the object
+VERIFY_GIVE_UP = 0.25  # when a quarter of the masks cut the object, masking is switched off for the whole set
 SMOOTH_GRADIENT = 5.0  # grey levels per pixel (at mask size): below this a region has no texture to match
 
 
@@ -40,6 +42,8 @@ class MaskResult(StageResult):
     masks_dir: Path | None  # masks named `<image name>.png` (COLMAP convention), 255 = use, 0 = ignore
     static_fraction: float = 0.0
     coverage: dict[str, float] = field(default_factory=dict)  # fraction of each photo kept
+    unmasked: list[str] = field(default_factory=list)  # photos whose mask cut object points: used whole
+    warnings: list[str] = field(default_factory=list)
 
     def mask_path(self, image_name: str) -> Path | None:
         return self.masks_dir / f"{image_name}.png" if self.masks_dir else None
@@ -225,3 +229,55 @@ def object_masks(smalls: list[np.ndarray]) -> list[np.ndarray]:
         mask = keep_moving_components(clean_mask(raw), clean_mask(moving))
         out.append(cv2.dilate(mask, margin))
     return out
+
+
+def verify(masks: MaskResult, sparse, ctx: StageContext) -> MaskResult:
+    """Check the automatic masks against what structure-from-motion placed on the object; never cut the object.
+
+    Every 3D point seen in at least three photos (keypoints that stood still were removed before matching, so
+    these lie on the object and the turntable) must project inside the mask of every photo that looks at it:
+    a silhouette contains the projection of all of its object's points, hidden or not.  A photo whose mask
+    leaves out more than VERIFY_OUTSIDE of them is used whole (no mask); when that happens to a quarter of the
+    photos the masks are not trusted at all and masking is switched off, with a warning."""
+    if masks.mode != "static-background" or masks.masks_dir is None:
+        return masks
+    rec = sparse.load()
+    xyz = np.array([p.xyz for p in rec.points3D.values() if p.track.length() >= 3], dtype=np.float64)
+    out_dir = ctx.work_dir / "checked"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    unmasked: list[str] = []
+    registered = 0
+    for image in rec.images.values():
+        if not image.has_pose:
+            continue
+        registered += 1
+        mask = cv2.imread(str(masks.mask_path(image.name)), cv2.IMREAD_GRAYSCALE)
+        if mask is None or not len(xyz):
+            continue
+        cam_points = xyz @ np.asarray(image.cam_from_world().matrix())[:, :3].T + \
+            np.asarray(image.cam_from_world().matrix())[:, 3]
+        cam_points = cam_points[cam_points[:, 2] > 1e-9]
+        uv = np.asarray(image.camera.img_from_cam(cam_points), dtype=np.float64)
+        h, w = mask.shape
+        scale_x, scale_y = w / image.camera.width, h / image.camera.height
+        u, v = np.floor(uv[:, 0] * scale_x).astype(int), np.floor(uv[:, 1] * scale_y).astype(int)
+        inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        if inside.sum() < 20:
+            continue
+        outside = float((mask[v[inside], u[inside]] == 0).mean())
+        if outside > VERIFY_OUTSIDE:
+            unmasked.append(image.name)
+    if registered and len(unmasked) > VERIFY_GIVE_UP * registered:
+        return MaskResult("none", None, masks.static_fraction, {}, sorted(unmasked), [
+            f"The background masks cut the object in {len(unmasked)} of {registered} photos, so the photos "
+            f"were used unmasked."])
+    coverage = dict(masks.coverage)
+    for path in masks.masks_dir.glob("*.png"):
+        name = path.name[: -len(".png")]
+        if name in unmasked:
+            mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            cv2.imwrite(str(out_dir / path.name), np.full_like(mask, 255))
+            coverage[name] = 1.0
+        else:
+            (out_dir / path.name).write_bytes(path.read_bytes())
+    return MaskResult(masks.mode, out_dir, masks.static_fraction, coverage, sorted(unmasked))

@@ -187,6 +187,7 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, options: Reconstruc
     masks = stage("masks", masks_stage.run, ingest, ctx("masks"), options.masks_dir, options.masks)
     sparse = stage("sparse", sparse_stage.run, ingest, masks, ctx("sparse"))
     checks.check_placement(len(ingest.views), len(sparse.registered))
+    masks = masks_stage.verify(masks, sparse, ctx("masks"))
     orientation = _orientation(sparse, work_dir)
     warnings = checks.collect(ingest=ingest, masks=masks, sparse=sparse, orientation=orientation)
     dense = stage("dense", dense_stage.run, ingest, masks, sparse, ctx("dense"))
