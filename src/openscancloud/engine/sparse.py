@@ -1,9 +1,10 @@
 """Stage 3 — sparse: camera poses and a sparse point cloud with pycolmap (SIFT, matching, mapping).
 
 Why these choices: SIFT on the CPU is the slow part, so photos are processed at the working size with a cap on
-keypoints per photo (matching cost grows with the square of that cap).  Up to ~150 photos every pair is matched
-(turntable sets need the "wrap-around" pairs that sequential matching misses); beyond that, a window over the
-sorted names plus quadratic jumps keeps the pair count linear.  Pairs are matched in blocks so progress is
+keypoints per photo (matching cost grows with the square of that cap).  Keypoints that stand still across photos
+(a static rig background) are removed before matching.  Up to ~150 photos every pair is matched (turntable sets
+need the "wrap-around" pairs that sequential matching misses); beyond that, image retrieval on the set's own
+features picks the pairs (pairs.py), so the pair count stays linear.  Pairs are matched in blocks so progress is
 reported and a cancel request is honoured between blocks.  Incremental mapping is tried first; when it leaves
 many photos out, global mapping (GLOMAP) gets a chance and the larger model wins.
 """
@@ -26,11 +27,10 @@ from .context import StageContext, StageResult, load_done, save_done
 from .errors import UserInputError
 from .ingest import IngestResult
 from .masks import MaskResult
+from .pairs import choose_pairs
 
 log = logging.getLogger(__name__)
 
-MAX_EXHAUSTIVE = 150
-SEQUENTIAL_OVERLAP = 20
 EXTRACT_BLOCK = 8
 MATCH_BLOCK = 120
 STATIC_RADIUS_PX = 1  # a keypoint within this many pixels of keypoints of many other photos stands still
@@ -80,23 +80,6 @@ class _CancelBridge:
         self.ctx.check_cancelled()
 
 
-def image_pairs(names: list[str]) -> tuple[list[tuple[str, str]], str]:
-    """Which photo pairs to match: all of them for small sets, a sorted-window scheme for large ones."""
-    n = len(names)
-    if n <= MAX_EXHAUSTIVE:
-        return [(names[i], names[j]) for i in range(n) for j in range(i + 1, n)], "exhaustive"
-    pairs: set[tuple[int, int]] = set()
-    for i in range(n):
-        for k in range(1, SEQUENTIAL_OVERLAP + 1):
-            pairs.add((i, (i + k) % n))
-        k = 1
-        while 2 ** k < n:
-            pairs.add((i, (i + 2 ** k) % n))
-            k += 1
-    ordered = sorted({(min(a, b), max(a, b)) for a, b in pairs if a != b})
-    return [(names[a], names[b]) for a, b in ordered], "sequential+quadratic"
-
-
 def _camera_groups(ingest: IngestResult) -> list[tuple[list[str], float | None, tuple[int, int]]]:
     """Photos sharing size and EXIF focal share one camera (intrinsics refined together)."""
     groups: dict[tuple, list[str]] = {}
@@ -124,43 +107,13 @@ def run(ingest: IngestResult, masks: MaskResult, ctx: StageContext) -> SparseRes
     threads = max(1, ctx.num_threads)
 
     # 1. features, in blocks so that progress moves and cancel is honoured
-    extraction = pycolmap.FeatureExtractionOptions()
-    extraction.num_threads = threads
-    extraction.max_image_size = preset.max_image_size
-    extraction.sift.max_num_features = preset.sift_max_features
-    # SIFT's default first octave doubles the image: 3× the CPU time for small-scale features that photos of
-    # 1000 px and more do not need (they already give thousands of keypoints); small photos keep it
-    long_side = max(max(v.width, v.height) for v in ingest.views)
-    extraction.sift.first_octave = -1 if long_side < preset.sift_upsample_below else 0
-    done = 0
-    for group_names, focal, (w, h) in _camera_groups(ingest):
-        camera_id = -1
-        for start in range(0, len(group_names), EXTRACT_BLOCK):
-            block = group_names[start:start + EXTRACT_BLOCK]
-            reader = pycolmap.ImageReaderOptions()
-            reader.camera_model = "SIMPLE_RADIAL"
-            if masks.masks_dir is not None:
-                reader.mask_path = str(masks.masks_dir)
-            if camera_id > 0:
-                reader.existing_camera_id = camera_id
-            elif focal:
-                reader.camera_params = f"{focal},{w / 2},{h / 2},0"
-            with _CancelBridge(ctx) as token:
-                pycolmap.extract_features(database, ingest.images_dir, image_names=block,
-                                          camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
-                                          extraction_options=extraction, device=pycolmap.Device.cpu,
-                                          cancellation_token=token)
-            if camera_id < 0:
-                with pycolmap.Database.open(str(database)) as db:
-                    camera_id = db.read_image_with_name(block[0]).camera_id
-            done += len(block)
-            ctx.report(0.35 * done / len(names), f"features {done}/{len(names)} photos")
+    extract_features(ingest, masks, ctx, database)
 
     static_removed = remove_static_keypoints(database)
     ctx.report(0.36, f"removed {static_removed} keypoints that stand still across photos")
 
     # 2. matching, in blocks of pairs
-    pairs, strategy = image_pairs(names)
+    pairs, strategy = choose_pairs(database, names)
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = threads
     verification = pycolmap.TwoViewGeometryOptions()
@@ -215,6 +168,44 @@ def run(ingest: IngestResult, masks: MaskResult, ctx: StageContext) -> SparseRes
     save_done(ctx.work_dir, key, result.to_dict())
     ctx.report(1.0, f"{len(registered)}/{len(names)} photos registered")
     return result
+
+
+def extract_features(ingest: IngestResult, masks: MaskResult, ctx: StageContext, database: Path) -> None:
+    """SIFT keypoints and descriptors of every photo into the COLMAP database, one camera per photo group."""
+    preset = ctx.preset
+    names = [v.name for v in ingest.views]
+    threads = max(1, ctx.num_threads)
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.num_threads = threads
+    extraction.max_image_size = preset.max_image_size
+    extraction.sift.max_num_features = preset.sift_max_features
+    # SIFT's default first octave doubles the image: 3× the CPU time for small-scale features that photos of
+    # 1000 px and more do not need (they already give thousands of keypoints); small photos keep it
+    long_side = max(max(v.width, v.height) for v in ingest.views)
+    extraction.sift.first_octave = -1 if long_side < preset.sift_upsample_below else 0
+    done = 0
+    for group_names, focal, (w, h) in _camera_groups(ingest):
+        camera_id = -1
+        for start in range(0, len(group_names), EXTRACT_BLOCK):
+            block = group_names[start:start + EXTRACT_BLOCK]
+            reader = pycolmap.ImageReaderOptions()
+            reader.camera_model = "SIMPLE_RADIAL"
+            if masks.masks_dir is not None:
+                reader.mask_path = str(masks.masks_dir)
+            if camera_id > 0:
+                reader.existing_camera_id = camera_id
+            elif focal:
+                reader.camera_params = f"{focal},{w / 2},{h / 2},0"
+            with _CancelBridge(ctx) as token:
+                pycolmap.extract_features(database, ingest.images_dir, image_names=block,
+                                          camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
+                                          extraction_options=extraction, device=pycolmap.Device.cpu,
+                                          cancellation_token=token)
+            if camera_id < 0:
+                with pycolmap.Database.open(str(database)) as db:
+                    camera_id = db.read_image_with_name(block[0]).camera_id
+            done += len(block)
+            ctx.report(0.35 * done / len(names), f"features {done}/{len(names)} photos")
 
 
 def remove_static_keypoints(database: Path, share: float = STATIC_SHARE) -> int:
