@@ -254,8 +254,8 @@ def verify(masks: MaskResult, sparse, ctx: StageContext) -> MaskResult:
         mask = cv2.imread(str(masks.mask_path(image.name)), cv2.IMREAD_GRAYSCALE)
         if mask is None or not len(xyz):
             continue
-        cam_points = xyz @ np.asarray(image.cam_from_world().matrix())[:, :3].T + \
-            np.asarray(image.cam_from_world().matrix())[:, 3]
+        pose = np.asarray(image.cam_from_world().matrix())  # 3×4 world → camera
+        cam_points = xyz @ pose[:, :3].T + pose[:, 3]
         cam_points = cam_points[cam_points[:, 2] > 1e-9]
         uv = np.asarray(image.camera.img_from_cam(cam_points), dtype=np.float64)
         h, w = mask.shape
