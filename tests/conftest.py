@@ -64,6 +64,23 @@ def datasets_dir() -> Path:
     return DATASETS_DIR
 
 
+SETS_DIR = Path(os.environ.get("OPENSCAN_SETS", REPO_ROOT.parent / "sets"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_set():
+    """Factory fixture: `synthetic_set("small_plain_static")` → the folder of a set rendered by the synthetic
+    generator into ../sets (images/ + ground_truth/); skips when it is absent or not finished (no DONE file)."""
+
+    def find(name: str) -> Path:
+        root = SETS_DIR / name
+        if not (root / "DONE").is_file():
+            pytest.skip(f"synthetic set {name!r} not rendered under {SETS_DIR}")
+        return root
+
+    return find
+
+
 @pytest.fixture(scope="session")
 def photo_set():
     """Factory fixture: `photo_set("kermit")` → Path of its images folder (skips when absent)."""

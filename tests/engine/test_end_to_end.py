@@ -7,6 +7,7 @@ uses it, then checks the outputs a person would look at.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -17,10 +18,22 @@ import trimesh
 from scipy.spatial import cKDTree
 
 
+NOISE_PHOTOS = ["zz_noise_0.jpg", "zz_noise_1.jpg"]  # photos of nothing: they cannot be placed
+
+
 @pytest.fixture(scope="module")
 def kermit_run(photo_set, tmp_path_factory):
-    images = photo_set("kermit")
+    """kermit's 11 photos plus two photos of sensor noise (same size), so the run must say what it left out."""
+    from PIL import Image
+
     root = tmp_path_factory.mktemp("kermit_e2e")
+    images = root / "input"
+    images.mkdir()
+    for photo in photo_set("kermit").iterdir():
+        (images / photo.name).write_bytes(photo.read_bytes())
+    rng = np.random.default_rng(9)
+    for name in NOISE_PHOTOS:
+        Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)).save(images / name, quality=90)
     out = root / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "openscancloud.engine", str(images), "-o", str(out), "--quality", "preview",
@@ -43,14 +56,23 @@ def test_jsonl_contract(kermit_run):
     assert done["event"] == "done"
     for key in ("obj", "mtl", "glb", "dense", "sparse", "report", "preview", "texture"):
         assert key in done["outputs"]
+    # the photos of nothing are named in a warning, in the final event as in report.json
+    report = json.loads((out / "report.json").read_text())
+    assert done["warnings"] == report["warnings"]
+    placed = [w for w in done["warnings"] if "could not be placed" in w]
+    assert len(placed) == 1 and placed[0].startswith("2 of 13 photos could not be placed")
+    assert all(name in placed[0] for name in NOISE_PHOTOS)
+    # COLMAP's own log lines (I20261130 12:00:00.000 ...) go to the log files, never to the terminal
+    assert not re.search(r"^[IWEF]\d{8} ", proc.stderr, re.MULTILINE), proc.stderr[-2000:]
+    assert list((out / "logs").glob("colmap.*"))
 
 
 def test_outputs(kermit_run):
     proc, out = kermit_run
     assert proc.returncode == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["images"]["used"] == 11
-    assert report["images"]["registered"] >= 10
+    assert report["images"]["used"] == 13
+    assert 10 <= report["images"]["registered"] <= 11
     assert report["masks"]["mode"] == "none"
     assert report["preset"]["name"] == "preview"
     for stage in ("ingest", "masks", "sparse", "dense", "mesh", "texture", "export"):
@@ -82,7 +104,7 @@ def test_rerun_resumes_from_work_dir(kermit_run, photo_set):
     proc, out = kermit_run
     assert proc.returncode == 0
     again = subprocess.run(
-        [sys.executable, "-m", "openscancloud.engine", str(photo_set("kermit")), "-o", str(out.parent / "out2"),
+        [sys.executable, "-m", "openscancloud.engine", str(out.parent / "input"), "-o", str(out.parent / "out2"),
          "--quality", "preview", "--work-dir", str(out.parent / "work"), "--progress", "jsonl"],
         capture_output=True, text=True, timeout=600,
     )

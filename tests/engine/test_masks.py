@@ -42,6 +42,25 @@ def test_static_background_rig_is_masked(datasets_dir, photo_set, tmp_path, make
     assert checked > 0
 
 
+@pytest.mark.parametrize("name", ["small_plain_static", "small_dots_static"])
+def test_masks_never_eat_plain_or_dotted_objects(name, synthetic_set, tmp_path, make_ctx):
+    """A uniformly coloured object (or one with sparse dots) looks the same at most pixels in every photo, like
+    the backdrop; its pixels must be kept all the same (median ≥ 98 % of the true silhouette, every view ≥ 95 %)."""
+    root = synthetic_set(name)
+    ing = ingest.run(root / "images", make_ctx("ingest", tmp_path))
+    result = masks.run(ing, make_ctx("masks", tmp_path))
+    assert result.mode == "static-background"
+    kept, backdrop = [], []
+    for view in ing.views:
+        mask = cv2.imread(str(result.mask_path(view.name)), cv2.IMREAD_GRAYSCALE) > 0
+        gt = cv2.imread(str(root / "ground_truth" / "masks" / (view.name.rsplit(".", 1)[0] + ".png")),
+                        cv2.IMREAD_GRAYSCALE) > 127
+        kept.append((mask & gt).sum() / gt.sum())
+        backdrop.append(mask[~gt].mean())
+    assert np.median(kept) >= 0.98 and min(kept) >= 0.95, kept
+    assert np.median(backdrop) < 0.6  # most of the static backdrop is still masked
+
+
 def test_handheld_set_is_not_masked(photo_set, tmp_path, make_ctx):
     ing = ingest.run(photo_set("kermit"), make_ctx("ingest", tmp_path))
     result = masks.run(ing, make_ctx("masks", tmp_path))
@@ -65,3 +84,82 @@ def test_user_masks(photo_set, tmp_path, make_ctx):
     assert (other == 255).all()  # photos without a mask are used whole
     with pytest.raises(UserInputError, match="does not exist"):
         masks.run(ing, make_ctx("masks", tmp_path / "x"), user_masks=tmp_path / "nope")
+
+
+def _zip_with_masks(photo_dir, names, zip_path, mask_for=None, mask_size=None):
+    """A zip of photos; for the names in `mask_for`, a NAME_mask.png beside NAME.jpg (white box = object)."""
+    import zipfile
+
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for name in names:
+            zf.write(photo_dir / name, f"scan/{name}")
+            if mask_for and name in mask_for:
+                img = cv2.imread(str(photo_dir / name))
+                h, w = img.shape[:2] if mask_size is None else mask_size
+                m = np.zeros((h, w), np.uint8)
+                m[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 255
+                ok, png = cv2.imencode(".png", m)
+                zf.writestr(f"scan/{name.rsplit('.', 1)[0]}_mask.png", png.tobytes())
+    return zip_path
+
+
+def test_masks_shipped_in_the_zip_are_used_and_are_not_photos(photo_set, tmp_path, make_ctx):
+    kermit = photo_set("kermit")
+    names = sorted(p.name for p in kermit.glob("*.jpg"))[:4]
+    archive = _zip_with_masks(kermit, names, tmp_path / "scan.zip", mask_for=names[:2])
+    ing = ingest.run(archive, make_ctx("ingest", tmp_path))
+    assert [v.source for v in ing.views] == [f"scan/{n}" for n in names]  # the masks are not photos
+    assert not ing.rejected and ing.total_files == 4
+    for mode in ("user", "auto"):  # auto uses the masks the user shipped
+        result = masks.run(ing, make_ctx("masks", tmp_path / mode), mode=mode)
+        assert result.mode == "user"
+        first = cv2.imread(str(result.mask_path(ing.views[0].name)), cv2.IMREAD_GRAYSCALE)
+        h, w = first.shape
+        assert (h, w) == (ing.views[0].height, ing.views[0].width)
+        assert first[h // 2, w // 2] == 255 and first[5, 5] == 0
+        assert result.coverage[ing.views[0].name] == pytest.approx(0.25, abs=0.02)
+        assert result.coverage[ing.views[3].name] == 1.0  # no mask shipped: the whole photo is used
+    off = masks.run(ing, make_ctx("masks", tmp_path / "off"), mode="off")
+    assert off.mode == "none" and off.masks_dir is None
+
+
+def test_user_mode_without_masks_and_a_mask_of_the_wrong_size_are_refused(photo_set, tmp_path, make_ctx):
+    kermit = photo_set("kermit")
+    names = sorted(p.name for p in kermit.glob("*.jpg"))[:3]
+    plain = _zip_with_masks(kermit, names, tmp_path / "plain.zip")
+    ing = ingest.run(plain, make_ctx("ingest", tmp_path / "a"))
+    with pytest.raises(UserInputError, match="NAME_mask.png"):
+        masks.run(ing, make_ctx("masks", tmp_path / "a"), mode="user")
+    wrong = _zip_with_masks(kermit, names, tmp_path / "wrong.zip", mask_for=names[:1], mask_size=(50, 70))
+    with pytest.raises(UserInputError, match="must have its photo's size"):
+        ingest.run(wrong, make_ctx("ingest", tmp_path / "b"))
+
+
+def test_structure_from_motion_overrules_masks_that_cut_the_object(synthetic_set, tmp_path, make_ctx):
+    """The points SfM places on the object must project inside every mask: good masks pass untouched; masks
+    that cut the object (here: its middle blacked out in every photo) are not trusted and masking is switched off."""
+    import shutil
+
+    from openscancloud.engine import sparse
+
+    root = synthetic_set("small_plain_static")
+    ring = _subset(root / "images", tmp_path / "ring", [f"img_{i:04d}.jpg" for i in range(12)])  # one ring
+    ing = ingest.run(ring, make_ctx("ingest", tmp_path))
+    result = masks.run(ing, make_ctx("masks", tmp_path))
+    sp = sparse.run(ing, result, make_ctx("sparse", tmp_path))
+    assert len(sp.registered) == 12
+    assert sp.extra["static_keypoints_removed"] > 0  # the backdrop the margin let in was filtered again
+    checked = masks.verify(result, sp, make_ctx("masks", tmp_path))
+    assert checked.mode == "static-background" and checked.unmasked == [] and not checked.warnings
+
+    cut_dir = tmp_path / "cut"
+    shutil.copytree(result.masks_dir, cut_dir)
+    for path in cut_dir.glob("*.png"):
+        mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        h, w = mask.shape
+        mask[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 0
+        cv2.imwrite(str(path), mask)
+    cut = masks.MaskResult("static-background", cut_dir, result.static_fraction, dict(result.coverage))
+    verdict = masks.verify(cut, sp, make_ctx("masks", tmp_path / "again"))
+    assert verdict.mode == "none" and verdict.masks_dir is None
+    assert len(verdict.unmasked) > 6 and "cut the object" in verdict.warnings[0]

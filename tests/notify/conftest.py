@@ -117,7 +117,8 @@ def mail_app(tmp_path, smtp):
 def run_job():
     """Create, upload, start and process a project through the real HTTP APIs; `outcome` done or failed."""
 
-    def run(ctx, client, token: str, name: str, outcome: str = "done", webhook: str | None = None) -> None:
+    def run(ctx, client, token: str, name: str, outcome: str = "done", webhook: str | None = None,
+            report: dict | None = None) -> dict:
         from openscancloud.domain.tokens import TokenKind
 
         auth = ("openscan", "free")
@@ -137,10 +138,12 @@ def run_job():
         job = client.post("/api/v1/worker/claim", json={"worker_id": wid}, headers=h).json()
         if outcome == "done":
             assert client.put(job["result_url"], content=data).status_code == 200
-            r = client.post(f"/api/v1/worker/jobs/{job['job_id']}/complete", json={"attempt": 1}, headers=h)
+            body = {"attempt": 1} if report is None else {"attempt": 1, "report": report}
+            r = client.post(f"/api/v1/worker/jobs/{job['job_id']}/complete", json=body, headers=h)
         else:
             r = client.post(f"/api/v1/worker/jobs/{job['job_id']}/fail",
                             json={"attempt": 1, "message": "Too few photos overlap.", "user_error": True}, headers=h)
         assert r.status_code == 200
+        return info
 
     return run

@@ -257,6 +257,8 @@ def status(
                 table.add_row("Parts", f"{complete}/{len(info.parts)} uploaded")
             if info.error:
                 table.add_row("Error", info.error)
+            for warning in info.warnings:
+                table.add_row("Warning", warning)
             table.add_row("Result", "ready to download" if info.dlink else "not yet")
             out_console.print(table)
             if info.is_failed:

@@ -134,6 +134,7 @@ class ProjectInfo:
     photos: int | None
     parts: list[PartStatus]
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    warnings: list[str] = field(default_factory=list)  # the engine's notes on a finished model
 
     @classmethod
     def from_json(cls, name: str, data: dict[str, Any]) -> ProjectInfo:
@@ -153,6 +154,7 @@ class ProjectInfo:
             photos=None if photos is None else _int(photos),
             parts=[PartStatus.from_json(p) for p in data.get("parts") or [] if isinstance(p, dict)],
             raw=dict(data),
+            warnings=[str(w) for w in data.get("warnings") or [] if w],
         )
 
     @property

@@ -755,7 +755,8 @@ class MainWindow(QMainWindow):
                 if info.name == self.current_project:
                     self.current_info = info
                     self.stage_label.setText(f"{info.name}: {info.status}"
-                                             + (f" — {info.error}" if info.error else ""))
+                                             + (f" — {info.error}" if info.error else "")
+                                             + "".join(f"\n⚠ {w}" for w in info.warnings))
                     self.stage_bar.setValue(int(info.progress))
             self.refresh_projects()
             self._update_buttons()

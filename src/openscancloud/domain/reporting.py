@@ -155,6 +155,7 @@ def render_project_view(project: Any, job: Any | None, eta: tuple[float | None, 
         "result_sha256": project.result_sha256,
         "log_tail": job.log_tail if job is not None else None,
         "report": _report(job) if project.status == ProjectStatus.DONE else None,
+        "warnings": report_warnings(_report(job)) if project.status == ProjectStatus.DONE else [],
     }
 
 
@@ -162,6 +163,16 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="seconds") + "Z"
 
 
+
+
+def report_warnings(report: Any) -> list[str]:
+    """The engine's warnings of a finished job ("12 of 40 photos could not be placed: ..."), never None."""
+    if not isinstance(report, dict):
+        return []
+    warnings = report.get("warnings")
+    if warnings is None and isinstance(report.get("engine"), dict):
+        warnings = report["engine"].get("warnings")
+    return [str(w) for w in warnings] if isinstance(warnings, list) else []
 
 
 def _report(job: Any) -> Any:

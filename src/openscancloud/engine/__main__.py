@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     if sink is not None:
         sink.emit(event)
     elif code == EXIT_OK:
-        print(f"Done: {event['outputs'].get('glb')}", file=sys.stderr)
+        warnings = event.get("warnings") or []
+        print(f"Done{' with warnings' if warnings else ''}: {event['outputs'].get('glb')}", file=sys.stderr)
+        for warning in warnings:
+            print(f"Warning: {warning}", file=sys.stderr)
     else:
         print(f"Error: {event['message']}", file=sys.stderr)
     return code

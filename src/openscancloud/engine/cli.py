@@ -70,7 +70,10 @@ def register(app: typer.Typer) -> None:
             console.print(f"[red]Error:[/red] {event['message']}")
             raise typer.Exit(code)
         summary = event["summary"]
-        console.print(f"[green]Done[/green] in {summary['total_seconds']:.0f} s: {summary['registered']}/"
+        warnings = event.get("warnings") or []
+        console.print(f"[green]Done[/green]{' [yellow]with warnings[/yellow]' if warnings else ''} in {summary['total_seconds']:.0f} s: {summary['registered']}/"
                       f"{summary['images']} photos placed, {summary['faces']} triangles.")
         for kind, path in event["outputs"].items():
             console.print(f"  {kind:8s} {path}")
+        for warning in warnings:
+            console.print(f"[yellow]Warning:[/yellow] {warning}", soft_wrap=True)

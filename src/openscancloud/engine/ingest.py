@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import screening
 from .context import StageContext, load_done, save_done
 from .errors import UserInputError
 
@@ -66,6 +67,7 @@ class IngestResult:
     views: list[View]
     rejected: list[dict] = field(default_factory=list)  # {"name": ..., "reason": ...}
     total_files: int = 0
+    user_masks_dir: Path | None = None  # masks shipped as NAME_mask.png beside NAME.jpg, saved as <view>.png
 
     @property
     def originals_dir(self) -> Path:
@@ -87,11 +89,14 @@ class IngestResult:
             "views": [asdict(v) for v in self.views],
             "rejected": self.rejected,
             "total_files": self.total_files,
+            "user_masks_dir": str(self.user_masks_dir) if self.user_masks_dir else None,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "IngestResult":
-        return cls(Path(d["images_dir"]), [View(**v) for v in d["views"]], d["rejected"], d["total_files"])
+        masks_dir = d.get("user_masks_dir")
+        return cls(Path(d["images_dir"]), [View(**v) for v in d["views"]], d["rejected"], d["total_files"],
+                   Path(masks_dir) if masks_dir else None)
 
 
 Opener = Callable[[], io.BufferedIOBase]
@@ -236,6 +241,42 @@ def _load_one(name: str, opener: Opener, max_size: int, out_dir: Path, out_name:
     )
 
 
+MASK_SUFFIX = "_mask"  # NAME_mask.png beside NAME.jpg is the user's mask of that photo (as OpenDroneMap does)
+
+
+def split_masks(entries: list[tuple[str, Opener]]) -> tuple[list[tuple[str, Opener]], dict[str, tuple[str, Opener]]]:
+    """Separate the user's masks from the photos: `NAME_mask.EXT` is a mask when a photo `NAME.*` sits in the
+    same folder; the mask dict is keyed by that photo's name in the input."""
+    by_stem = {str(Path(n).with_suffix("")): n for n, _ in entries if Path(n).suffix.lower() in IMAGE_SUFFIXES}
+    photos, found = [], {}
+    for name, opener in entries:
+        stem = str(Path(name).with_suffix(""))
+        if (Path(name).suffix.lower() in IMAGE_SUFFIXES and stem.endswith(MASK_SUFFIX)
+                and stem[: -len(MASK_SUFFIX)] in by_stem):
+            found[by_stem[stem[: -len(MASK_SUFFIX)]]] = (name, opener)
+        else:
+            photos.append((name, opener))
+    return photos, found
+
+
+def _save_user_mask(name: str, opener: Opener, view: View, out_path: Path) -> None:
+    """Decode a user mask, bring it to the working size of its (upright) photo, white (>127) = object."""
+    import numpy as np
+
+    try:
+        with opener() as fh:
+            img = Image.open(io.BytesIO(fh.read()))
+            img.load()
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        raise UserInputError(f"The mask {name} is not a readable image ({exc}).") from exc
+    img = ImageOps.exif_transpose(img).convert("L")
+    if img.size != (view.original_width, view.original_height) and img.size != (view.width, view.height):
+        raise UserInputError(f"The mask {name} is {img.size[0]}×{img.size[1]} px but its photo is "
+                             f"{view.original_width}×{view.original_height} px: a mask must have its photo's size.")
+    img = img.resize((view.width, view.height), Image.Resampling.NEAREST)
+    Image.fromarray(np.where(np.asarray(img) > 127, 255, 0).astype(np.uint8)).save(out_path)
+
+
 def _unique_names(names: list[str]) -> Iterator[str]:
     used: set[str] = set()
     for name in names:
@@ -264,7 +305,8 @@ def run(input_path: Path, ctx: StageContext) -> IngestResult:
             old.unlink()
         rejected: list[dict] = []
         candidates = []
-        for name, opener in entries:
+        photo_entries, user_masks = split_masks(entries)
+        for name, opener in photo_entries:
             if Path(name).suffix.lower() in IMAGE_SUFFIXES:
                 candidates.append((name, opener))
             else:
@@ -291,6 +333,22 @@ def run(input_path: Path, ctx: StageContext) -> IngestResult:
                     rejected.append(result)
                 ctx.report(done / max(1, len(candidates)), f"read {done}/{len(candidates)} photos")
                 ctx.check_cancelled()
+        verdicts = screening.screen(out_dir, [v.name for v in views],
+                                    {v.name: (v.original_width, v.original_height) for v in views})
+        if len(views) - len(verdicts) >= MIN_IMAGES:  # screening never turns a small set into a refusal
+            set_aside = {v.name: v.reason for v in verdicts}
+            rejected += [{"name": v.source, "reason": set_aside[v.name]} for v in views if v.name in set_aside]
+            views = [v for v in views if v.name not in set_aside]
+        masks_dir = None
+        if user_masks:
+            masks_dir = ctx.work_dir / "user_masks"
+            masks_dir.mkdir(exist_ok=True)
+            for old in masks_dir.glob("*"):
+                old.unlink()
+            for view in views:
+                if view.source in user_masks:
+                    mask_name, opener = user_masks[view.source]
+                    _save_user_mask(mask_name, opener, view, masks_dir / f"{view.name}.png")
     finally:
         if zf is not None:
             zf.close()
@@ -304,6 +362,7 @@ def run(input_path: Path, ctx: StageContext) -> IngestResult:
             f"Only {len(views)} usable photo{'s' if len(views) != 1 else ''} found; at least {MIN_IMAGES} "
             f"overlapping photos of the object are needed.{detail}"
         )
-    result = IngestResult(out_dir, views, rejected, total_files=len(entries))
+    result = IngestResult(out_dir, views, rejected, total_files=len(entries) - len(user_masks),
+                          user_masks_dir=masks_dir)
     save_done(ctx.work_dir, key, result.to_dict())
     return result

@@ -27,6 +27,13 @@ DIFF_THRESHOLD = 18  # grey levels: JPEG noise stays below, the object's appeara
 MASK_LONG_SIDE = 320  # masks are computed at this size and scaled up (they only need to be a little generous)
 MAX_REFERENCES = 40  # each photo is compared with at most this many others
 RECUR_FRACTION = 0.25  # a colour seen at the same pixel in a quarter of the photos is static background
+PATCH = 5  # pixels (at mask size): a pixel recurs when its PATCH × PATCH neighbourhood recurs
+MARGIN = 0.04  # static masks grow by this share of the long side: the object's rim often stands still
+# against a textured backdrop and would be cut; the backdrop this lets in gives keypoints that stand still, which
+# the sparse stage removes anyway
+VERIFY_OUTSIDE = 0.02  # a mask that leaves out more than 2 % of the object's points (projected) cuts the object
+VERIFY_GIVE_UP = 0.25  # when a quarter of the masks cut the object, masking is switched off for the whole set
+SMOOTH_GRADIENT = 5.0  # grey levels per pixel (at mask size): below this a region has no texture to match
 
 
 @dataclass
@@ -35,6 +42,8 @@ class MaskResult(StageResult):
     masks_dir: Path | None  # masks named `<image name>.png` (COLMAP convention), 255 = use, 0 = ignore
     static_fraction: float = 0.0
     coverage: dict[str, float] = field(default_factory=dict)  # fraction of each photo kept
+    unmasked: list[str] = field(default_factory=list)  # photos whose mask cut object points: used whole
+    warnings: list[str] = field(default_factory=list)
 
     def mask_path(self, image_name: str) -> Path | None:
         return self.masks_dir / f"{image_name}.png" if self.masks_dir else None
@@ -110,17 +119,21 @@ def _user_masks(ingest: IngestResult, user_dir: Path, out_dir: Path, ctx: StageC
 
 def run(ingest: IngestResult, ctx: StageContext, user_masks: Path | None = None,
         mode: str = "auto") -> MaskResult:
-    """`mode` is the user's choice: auto (detect a static rig background), off (every pixel), user (their masks)."""
+    """`mode` is the user's choice: auto (the user's masks when the input carries NAME_mask.png files, else
+    detect a static rig background), off (every pixel), user (their masks: a folder, or shipped in the input)."""
+    if mode != "off" and user_masks is None and ingest.user_masks_dir is not None:
+        user_masks = ingest.user_masks_dir
     if mode == "user" and user_masks is None:
-        raise UserInputError("masks=user needs the masks: pass a folder of NAME.png masks (white = object).")
+        raise UserInputError("masks=user needs the masks: put NAME_mask.png (white = object) beside each "
+                             "NAME.jpg in the upload, or pass a folder of NAME.png masks.")
     detect_static = mode == "auto"
     key = {"ingest": ingest.to_dict(), "user": str(user_masks) if user_masks else None,
-           "detect": detect_static}
+           "detect": detect_static, "mode": mode}
     if (saved := load_done(ctx.work_dir, key)) is not None:
         return MaskResult.from_dict(saved)
     out_dir = ctx.work_dir / "masks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    if user_masks is not None:
+    if user_masks is not None and mode != "off":
         result = _user_masks(ingest, Path(user_masks), out_dir, ctx)
     else:
         result = _static_masks(ingest, out_dir, ctx) if detect_static else MaskResult("none", None)
@@ -144,26 +157,127 @@ def _static_masks(ingest: IngestResult, out_dir: Path, ctx: StageContext) -> Mas
     (w, h), = sizes
     scale = min(1.0, MASK_LONG_SIDE / max(w, h))
     mw, mh = round(w * scale), round(h * scale)
-    # Static = this pixel's colour recurs at the same place in many other photos.  (A per-pixel median is not
-    # enough: behind the object the median is the object itself, and the backdrop around the silhouette would
-    # survive as "object" and bring its static features back.)
-    step = max(1, len(ingest.views) // MAX_REFERENCES)
     smalls = [cv2.resize(_read(ingest.images_dir / v.name), (mw, mh), interpolation=cv2.INTER_AREA)
               for v in ingest.views]
-    refs = smalls[::step]
-    needed = max(3, int(RECUR_FRACTION * (len(refs) - 1)))
+    ctx.report(0.5, "masking the static background")
+    ctx.check_cancelled()
     coverage = {}
-    for i, view in enumerate(ingest.views):
-        small = smalls[i]
-        same = np.zeros((mh, mw), np.int32)
-        for ref in refs:
-            same += cv2.absdiff(ref, small).max(-1) < DIFF_THRESHOLD
-        same -= 1 if i % step == 0 and i // step < len(refs) else 0  # the photo itself
-        mask = clean_mask(np.where(same >= needed, 0, 255).astype(np.uint8))
+    for view, mask in zip(ingest.views, object_masks(smalls)):
         if (w, h) != (mw, mh):
             mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
         cv2.imwrite(str(out_dir / f"{view.name}.png"), mask)
         coverage[view.name] = float((mask > 0).mean())
-        ctx.report(0.3 + 0.7 * (i + 1) / len(ingest.views), "masking the static background")
-        ctx.check_cancelled()
+    ctx.report(1.0, "masked the static background")
     return MaskResult("static-background", out_dir, fraction, coverage)
+
+
+def recurring_pixels(smalls: list[np.ndarray]) -> list[np.ndarray]:
+    """Per photo: True where this pixel's colour recurs at the same place in many other photos.
+
+    (A per-pixel median is not enough: behind the object the median is the object itself, and the backdrop
+    around the silhouette would survive as "object" and bring its static features back.)"""
+    step = max(1, len(smalls) // MAX_REFERENCES)
+    refs = smalls[::step]
+    needed = max(3, int(RECUR_FRACTION * (len(refs) - 1)))
+    patch = np.ones((PATCH, PATCH), np.uint8)
+    out = []
+    for i, small in enumerate(smalls):
+        same = np.zeros(small.shape[:2], np.int32)
+        for ref in refs:
+            # the whole neighbourhood must match: a sparsely dotted object keeps its plain colour at most pixels
+            # while it turns, but its dots move, so no patch of it stays the same
+            same += cv2.erode((cv2.absdiff(ref, small).max(-1) < DIFF_THRESHOLD).astype(np.uint8), patch)
+        same -= 1 if i % step == 0 and i // step < len(refs) else 0  # the photo itself
+        out.append(same >= needed)
+    return out
+
+
+def smooth_pixels(small: np.ndarray) -> np.ndarray:
+    """True where the photo has no texture (mean gradient over 5×5 pixels below SMOOTH_GRADIENT grey levels).
+
+    Why: a plain, uniformly coloured object (an unpainted print, plaster, a sprayed part) looks identical in
+    every photo while it turns, exactly like the backdrop, so "what stays still" alone would cut it away.  But
+    masking only has to remove what would give static keypoints, and a smooth region gives none.  So static
+    pixels are masked only where they are textured; smooth static pixels are kept (they cost nothing)."""
+    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3) / 8
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3) / 8
+    return cv2.blur(np.hypot(gx, gy), (5, 5)) < SMOOTH_GRADIENT
+
+
+def keep_moving_components(mask: np.ndarray, moving: np.ndarray) -> np.ndarray:
+    """Drop kept regions that hold no moving pixel: smooth patches of the backdrop, not attached to the object."""
+    n, labels = cv2.connectedComponents(mask, connectivity=8)
+    if n <= 2:
+        return mask
+    moving_count = np.bincount(labels[moving > 0], minlength=n)
+    min_moving = max(4, int(0.0005 * mask.size))
+    good = moving_count >= min_moving
+    good[0] = False
+    return np.where(good[labels], 255, 0).astype(np.uint8)
+
+
+def object_masks(smalls: list[np.ndarray]) -> list[np.ndarray]:
+    """255 = keep: what moves in this photo, plus what is smooth (see `smooth_pixels`), in the regions that
+    hold moving pixels; cleaned, holes filled, grown by a margin."""
+    out = []
+    k = int(MARGIN * max(smalls[0].shape[:2])) | 1
+    margin = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    for same, small in zip(recurring_pixels(smalls), smalls):
+        moving = np.where(same, 0, 255).astype(np.uint8)
+        raw = np.where(~same | smooth_pixels(small), 255, 0).astype(np.uint8)
+        mask = keep_moving_components(clean_mask(raw), clean_mask(moving))
+        out.append(cv2.dilate(mask, margin))
+    return out
+
+
+def verify(masks: MaskResult, sparse, ctx: StageContext) -> MaskResult:
+    """Check the automatic masks against what structure-from-motion placed on the object; never cut the object.
+
+    Every 3D point seen in at least three photos (keypoints that stood still were removed before matching, so
+    these lie on the object and the turntable) must project inside the mask of every photo that looks at it:
+    a silhouette contains the projection of all of its object's points, hidden or not.  A photo whose mask
+    leaves out more than VERIFY_OUTSIDE of them is used whole (no mask); when that happens to a quarter of the
+    photos the masks are not trusted at all and masking is switched off, with a warning."""
+    if masks.mode != "static-background" or masks.masks_dir is None:
+        return masks
+    rec = sparse.load()
+    xyz = np.array([p.xyz for p in rec.points3D.values() if p.track.length() >= 3], dtype=np.float64)
+    out_dir = ctx.work_dir / "checked"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    unmasked: list[str] = []
+    registered = 0
+    for image in rec.images.values():
+        if not image.has_pose:
+            continue
+        registered += 1
+        mask = cv2.imread(str(masks.mask_path(image.name)), cv2.IMREAD_GRAYSCALE)
+        if mask is None or not len(xyz):
+            continue
+        pose = np.asarray(image.cam_from_world().matrix())  # 3×4 world → camera
+        cam_points = xyz @ pose[:, :3].T + pose[:, 3]
+        cam_points = cam_points[cam_points[:, 2] > 1e-9]
+        uv = np.asarray(image.camera.img_from_cam(cam_points), dtype=np.float64)
+        h, w = mask.shape
+        scale_x, scale_y = w / image.camera.width, h / image.camera.height
+        u, v = np.floor(uv[:, 0] * scale_x).astype(int), np.floor(uv[:, 1] * scale_y).astype(int)
+        inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        if inside.sum() < 20:
+            continue
+        outside = float((mask[v[inside], u[inside]] == 0).mean())
+        if outside > VERIFY_OUTSIDE:
+            unmasked.append(image.name)
+    if registered and len(unmasked) > VERIFY_GIVE_UP * registered:
+        return MaskResult("none", None, masks.static_fraction, {}, sorted(unmasked), [
+            f"The background masks cut the object in {len(unmasked)} of {registered} photos, so the photos "
+            f"were used unmasked."])
+    coverage = dict(masks.coverage)
+    for path in masks.masks_dir.glob("*.png"):
+        name = path.name[: -len(".png")]
+        if name in unmasked:
+            mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            cv2.imwrite(str(out_dir / path.name), np.full_like(mask, 255))
+            coverage[name] = 1.0
+        else:
+            (out_dir / path.name).write_bytes(path.read_bytes())
+    return MaskResult(masks.mode, out_dir, masks.static_fraction, coverage, sorted(unmasked))

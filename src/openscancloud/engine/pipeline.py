@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import checks
 from . import dense as dense_stage
 from . import export as export_stage
 from . import ingest as ingest_stage
@@ -148,7 +149,7 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, options: Reconstruc
     cancel = cancel or threading.Event()
     progress = _monotonic(progress or (lambda stage, fraction, message: None))
     timings = Timings()
-    _quiet_libraries()
+    _quiet_libraries(out_dir / "logs")
 
     def ctx(stage: str) -> StageContext:
         return StageContext(stage=stage, work_dir=work_dir / stage, preset=preset, num_threads=options.num_threads,
@@ -185,7 +186,10 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, options: Reconstruc
     ingest = stage("ingest", ingest_stage.run, input_path, ctx("ingest"))
     masks = stage("masks", masks_stage.run, ingest, ctx("masks"), options.masks_dir, options.masks)
     sparse = stage("sparse", sparse_stage.run, ingest, masks, ctx("sparse"))
+    checks.check_placement(len(ingest.views), len(sparse.registered))
+    masks = masks_stage.verify(masks, sparse, ctx("masks"))
     orientation = _orientation(sparse, work_dir)
+    warnings = checks.collect(ingest=ingest, masks=masks, sparse=sparse, orientation=orientation)
     dense = stage("dense", dense_stage.run, ingest, masks, sparse, ctx("dense"))
     mesh = stage("mesh", mesh_stage.run, dense, orientation, ctx("mesh"))
     texture = stage("texture", texture_stage.run, mesh, sparse, ingest, ctx("texture"))
@@ -196,6 +200,7 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, options: Reconstruc
     outputs["report"] = str(report_path)
     report = build_report(preset=preset, options=options, ingest=ingest, masks=masks, sparse=sparse, dense=dense,
                           mesh=mesh, texture=texture, orientation=orientation, timings=timings, outputs=outputs)
+    report["warnings"] = warnings
     report["peak_rss_mb_process"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     write_json(report_path, report)
     if not options.keep_work_dir and options.work_dir is None:
@@ -247,12 +252,21 @@ def _log_failure(work_dir: Path, stage: str) -> None:
     log.exception("stage %s failed", stage)
 
 
-def _quiet_libraries() -> None:
-    """COLMAP and Open3D log a lot; keep warnings and errors only (and never on stdout)."""
+def _quiet_libraries(log_dir: Path) -> None:
+    """COLMAP and Open3D log a lot: their lines go to log files in `log_dir` (shipped with the result), never to
+    the terminal; only our own progress, warnings and the final sentence reach the person."""
     try:
         import pycolmap
 
-        pycolmap.logging.minloglevel = 1
+        log_dir.mkdir(parents=True, exist_ok=True)
+        pycolmap.logging.logtostderr = False
+        pycolmap.logging.alsologtostderr = False
+        pycolmap.logging.stderrthreshold = 3  # FATAL only: COLMAP's "E… Global mapping failed" is not for people
+        pycolmap.logging.minloglevel = 0
+        pycolmap.logging.log_dir = str(log_dir)
+        pycolmap.logging.set_log_destination(pycolmap.logging.INFO, str(log_dir / "colmap.info."))
+        pycolmap.logging.set_log_destination(pycolmap.logging.WARNING, str(log_dir / "colmap.warning."))
+        pycolmap.logging.set_log_destination(pycolmap.logging.ERROR, str(log_dir / "colmap.error."))
     except Exception:
         pass
     try:

@@ -118,7 +118,8 @@ def build_report(*, preset, options, ingest, masks, sparse, dense, mesh, texture
             "focal_prior": focal_sources,
             "num_cameras": sparse.extra.get("num_cameras", 1),
         },
-        "masks": {"mode": masks.mode, "static_fraction": round(masks.static_fraction, 3)},
+        "masks": {"mode": masks.mode, "static_fraction": round(masks.static_fraction, 3),
+                  "unmasked_photos": list(getattr(masks, "unmasked", []))},
         "sparse": {
             "points": sparse.num_points,
             "mean_reprojection_error_px": round(sparse.mean_reprojection_error, 4),

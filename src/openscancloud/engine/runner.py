@@ -92,6 +92,6 @@ def run_reconstruction(input_path: Path, out_dir: Path, options, progress: Calla
         return EXIT_INTERNAL, {"event": "error", "message": f"The reconstruction failed unexpectedly "
                                f"({type(exc).__name__}: {exc}).", "user_error": False}
     report = result.report
-    return EXIT_OK, {"event": "done", "outputs": result.outputs,
+    return EXIT_OK, {"event": "done", "outputs": result.outputs, "warnings": report.get("warnings", []),
                      "summary": {"images": report["images"]["used"], "registered": report["images"]["registered"],
                                  "faces": report["mesh"]["faces"], "total_seconds": report["total_seconds"]}}

@@ -1,9 +1,10 @@
 """Stage 3 — sparse: camera poses and a sparse point cloud with pycolmap (SIFT, matching, mapping).
 
 Why these choices: SIFT on the CPU is the slow part, so photos are processed at the working size with a cap on
-keypoints per photo (matching cost grows with the square of that cap).  Up to ~150 photos every pair is matched
-(turntable sets need the "wrap-around" pairs that sequential matching misses); beyond that, a window over the
-sorted names plus quadratic jumps keeps the pair count linear.  Pairs are matched in blocks so progress is
+keypoints per photo (matching cost grows with the square of that cap).  Keypoints that stand still across photos
+(a static rig background) are removed before matching.  Up to ~150 photos every pair is matched (turntable sets
+need the "wrap-around" pairs that sequential matching misses); beyond that, image retrieval on the set's own
+features picks the pairs (pairs.py), so the pair count stays linear.  Pairs are matched in blocks so progress is
 reported and a cancel request is honoured between blocks.  Incremental mapping is tried first; when it leaves
 many photos out, global mapping (GLOMAP) gets a chance and the larger model wins.
 """
@@ -11,11 +12,14 @@ many photos out, global mapping (GLOMAP) gets a chance and the larger model wins
 from __future__ import annotations
 
 import logging
+import math
 import shutil
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pycolmap
 
@@ -23,13 +27,14 @@ from .context import StageContext, StageResult, load_done, save_done
 from .errors import UserInputError
 from .ingest import IngestResult
 from .masks import MaskResult
+from .pairs import choose_pairs
 
 log = logging.getLogger(__name__)
 
-MAX_EXHAUSTIVE = 150
-SEQUENTIAL_OVERLAP = 20
 EXTRACT_BLOCK = 8
 MATCH_BLOCK = 120
+STATIC_RADIUS_PX = 1  # a keypoint within this many pixels of keypoints of many other photos stands still
+STATIC_SHARE = 0.25  # ... "many" = this share of the other photos of the same size (at least 3)
 
 
 @dataclass
@@ -75,23 +80,6 @@ class _CancelBridge:
         self.ctx.check_cancelled()
 
 
-def image_pairs(names: list[str]) -> tuple[list[tuple[str, str]], str]:
-    """Which photo pairs to match: all of them for small sets, a sorted-window scheme for large ones."""
-    n = len(names)
-    if n <= MAX_EXHAUSTIVE:
-        return [(names[i], names[j]) for i in range(n) for j in range(i + 1, n)], "exhaustive"
-    pairs: set[tuple[int, int]] = set()
-    for i in range(n):
-        for k in range(1, SEQUENTIAL_OVERLAP + 1):
-            pairs.add((i, (i + k) % n))
-        k = 1
-        while 2 ** k < n:
-            pairs.add((i, (i + 2 ** k) % n))
-            k += 1
-    ordered = sorted({(min(a, b), max(a, b)) for a, b in pairs if a != b})
-    return [(names[a], names[b]) for a, b in ordered], "sequential+quadratic"
-
-
 def _camera_groups(ingest: IngestResult) -> list[tuple[list[str], float | None, tuple[int, int]]]:
     """Photos sharing size and EXIF focal share one camera (intrinsics refined together)."""
     groups: dict[tuple, list[str]] = {}
@@ -119,6 +107,74 @@ def run(ingest: IngestResult, masks: MaskResult, ctx: StageContext) -> SparseRes
     threads = max(1, ctx.num_threads)
 
     # 1. features, in blocks so that progress moves and cancel is honoured
+    extract_features(ingest, masks, ctx, database)
+
+    static_removed = remove_static_keypoints(database)
+    ctx.report(0.36, f"removed {static_removed} keypoints that stand still across photos")
+
+    # 2. matching, in blocks of pairs
+    pairs, strategy = choose_pairs(database, names)
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = threads
+    verification = pycolmap.TwoViewGeometryOptions()
+    verification.ransac.num_threads = 1
+    pair_file = ctx.work_dir / "pairs.txt"
+    for start in range(0, len(pairs), MATCH_BLOCK):
+        block = pairs[start:start + MATCH_BLOCK]
+        pair_file.write_text("".join(f"{a} {b}\n" for a, b in block))
+        pairing = pycolmap.ImportedPairingOptions()
+        pairing.match_list_path = str(pair_file)
+        with _CancelBridge(ctx) as token:
+            pycolmap.match_image_pairs(database, matching_options=matching, pairing_options=pairing,
+                                       verification_options=verification, device=pycolmap.Device.cpu,
+                                       cancellation_token=token)
+        done_pairs = min(len(pairs), start + MATCH_BLOCK)
+        ctx.report(0.35 + 0.45 * done_pairs / len(pairs), f"matched {done_pairs}/{len(pairs)} pairs")
+
+    # 3. mapping
+    with pycolmap.Database.open(str(database)) as db:
+        verified = db.num_verified_image_pairs()
+    if verified == 0:
+        raise UserInputError("No two photos share enough detail to be matched: take overlapping photos of a "
+                             "textured object (each part visible in at least three photos).")
+    rec, mapper, sub_models = _map(database, ingest.images_dir, ctx, len(names))
+    if rec is None or rec.num_reg_images() < 3:
+        raise UserInputError("The camera positions could not be recovered: the photos overlap too little or "
+                             "show too little texture (use more photos with ~70 % overlap).")
+    model_dir = ctx.work_dir / "model"
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    model_dir.mkdir()
+    rec.write(str(model_dir))
+    registered = sorted(img.name for img in rec.images.values() if img.has_pose)
+    unregistered = sorted(set(names) - set(registered))
+    cam = next(iter(rec.cameras.values()))
+    result = SparseResult(
+        model_dir=model_dir,
+        registered=registered,
+        unregistered=unregistered,
+        num_points=rec.num_points3D(),
+        mean_reprojection_error=float(rec.compute_mean_reprojection_error()),
+        camera_model=cam.model_name if hasattr(cam, "model_name") else str(cam.model),
+        focal_px=float(cam.mean_focal_length()),
+        mapper=mapper,
+        num_pairs=len(pairs),
+        matching=strategy,
+        extra={"verified_pairs": int(verified), "num_cameras": rec.num_cameras(),
+               "static_keypoints_removed": static_removed, "sub_models": sub_models,
+               "track_length_mean": round(float(rec.compute_mean_track_length()), 3),
+               "observations_per_image": round(float(rec.compute_mean_observations_per_reg_image()), 1)},
+    )
+    save_done(ctx.work_dir, key, result.to_dict())
+    ctx.report(1.0, f"{len(registered)}/{len(names)} photos registered")
+    return result
+
+
+def extract_features(ingest: IngestResult, masks: MaskResult, ctx: StageContext, database: Path) -> None:
+    """SIFT keypoints and descriptors of every photo into the COLMAP database, one camera per photo group."""
+    preset = ctx.preset
+    names = [v.name for v in ingest.views]
+    threads = max(1, ctx.num_threads)
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.num_threads = threads
     extraction.max_image_size = preset.max_image_size
@@ -151,59 +207,59 @@ def run(ingest: IngestResult, masks: MaskResult, ctx: StageContext) -> SparseRes
             done += len(block)
             ctx.report(0.35 * done / len(names), f"features {done}/{len(names)} photos")
 
-    # 2. matching, in blocks of pairs
-    pairs, strategy = image_pairs(names)
-    matching = pycolmap.FeatureMatchingOptions()
-    matching.num_threads = threads
-    verification = pycolmap.TwoViewGeometryOptions()
-    verification.ransac.num_threads = 1
-    pair_file = ctx.work_dir / "pairs.txt"
-    for start in range(0, len(pairs), MATCH_BLOCK):
-        block = pairs[start:start + MATCH_BLOCK]
-        pair_file.write_text("".join(f"{a} {b}\n" for a, b in block))
-        pairing = pycolmap.ImportedPairingOptions()
-        pairing.match_list_path = str(pair_file)
-        with _CancelBridge(ctx) as token:
-            pycolmap.match_image_pairs(database, matching_options=matching, pairing_options=pairing,
-                                       verification_options=verification, device=pycolmap.Device.cpu,
-                                       cancellation_token=token)
-        done_pairs = min(len(pairs), start + MATCH_BLOCK)
-        ctx.report(0.35 + 0.45 * done_pairs / len(pairs), f"matched {done_pairs}/{len(pairs)} pairs")
 
-    # 3. mapping
-    with pycolmap.Database.open(str(database)) as db:
-        verified = db.num_verified_image_pairs()
-    if verified == 0:
-        raise UserInputError("No two photos share enough detail to be matched: take overlapping photos of a "
-                             "textured object (each part visible in at least three photos).")
-    rec, mapper = _map(database, ingest.images_dir, ctx, len(names))
-    if rec is None or rec.num_reg_images() < 3:
-        raise UserInputError("The camera positions could not be recovered: the photos overlap too little or "
-                             "show too little texture (use more photos with ~70 % overlap).")
-    model_dir = ctx.work_dir / "model"
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    model_dir.mkdir()
-    rec.write(str(model_dir))
-    registered = sorted(img.name for img in rec.images.values() if img.has_pose)
-    unregistered = sorted(set(names) - set(registered))
-    cam = next(iter(rec.cameras.values()))
-    result = SparseResult(
-        model_dir=model_dir,
-        registered=registered,
-        unregistered=unregistered,
-        num_points=rec.num_points3D(),
-        mean_reprojection_error=float(rec.compute_mean_reprojection_error()),
-        camera_model=cam.model_name if hasattr(cam, "model_name") else str(cam.model),
-        focal_px=float(cam.mean_focal_length()),
-        mapper=mapper,
-        num_pairs=len(pairs),
-        matching=strategy,
-        extra={"verified_pairs": int(verified), "num_cameras": rec.num_cameras()},
-    )
-    save_done(ctx.work_dir, key, result.to_dict())
-    ctx.report(1.0, f"{len(registered)}/{len(names)} photos registered")
-    return result
+def remove_static_keypoints(database: Path, share: float = STATIC_SHARE) -> int:
+    """Delete keypoints that sit at the same pixel in many photos; return how many were removed.
+
+    Why: on a turntable rig the camera stands still while the object turns, so whatever does not turn with the
+    object (the wall, the rig, dust on the lens, a watermark) gives keypoints at identical pixels.  Matched, they
+    say "the camera never moved" and pull the solution towards it.  The object's own keypoints move between
+    photos, so a keypoint found (±1 px) in a quarter of the other photos is static whatever the masks said —
+    which lets the masks stay generous (they must never cut the object) without letting the backdrop back in.
+    Works one table row at a time: only the keypoint positions of all photos are held, never the descriptors."""
+    with sqlite3.connect(database) as con:
+        sizes = {iid: (int(w), int(h)) for iid, w, h in con.execute(
+            "SELECT images.image_id, cameras.width, cameras.height FROM images JOIN cameras USING (camera_id)")}
+        positions: dict[int, np.ndarray] = {}
+        for iid, rows, cols, data in con.execute("SELECT image_id, rows, cols, data FROM keypoints"):
+            positions[iid] = (np.frombuffer(data, np.float32).reshape(rows, cols)[:, :2] if rows else
+                              np.zeros((0, 2), np.float32))
+        removed = 0
+        kernel = np.ones((2 * STATIC_RADIUS_PX + 1,) * 2, np.uint8)
+        for size in set(sizes.values()):
+            ids = [i for i in positions if sizes.get(i) == size]
+            needed = max(3, math.ceil(share * (len(ids) - 1)))
+            if len(ids) - 1 < needed:
+                continue
+            w, h = size
+            count = np.zeros((h + 1, w + 1), np.int16)
+            cells: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            for i in ids:  # each photo counts at most once per pixel (its keypoints grown by the radius)
+                x = np.clip(np.rint(positions[i][:, 0]).astype(int), 0, w)
+                y = np.clip(np.rint(positions[i][:, 1]).astype(int), 0, h)
+                occupied = np.zeros_like(count, dtype=np.uint8)
+                occupied[y, x] = 1
+                count += cv2.dilate(occupied, kernel)
+                cells[i] = (x, y)
+            for i in ids:
+                x, y = cells[i]
+                static = count[y, x] - 1 >= needed
+                if not static.any():
+                    continue
+                keep = ~static
+                removed += int(static.sum())
+                rows, cols, data = con.execute("SELECT rows, cols, data FROM keypoints WHERE image_id=?",
+                                               (i,)).fetchone()
+                kp = np.frombuffer(data, np.uint8).reshape(rows, -1)[keep]  # rows of bytes: any dtype
+                con.execute("UPDATE keypoints SET rows=?, data=? WHERE image_id=?",
+                            (len(kp), np.ascontiguousarray(kp).tobytes(), i))
+                rows, cols, data = con.execute("SELECT rows, cols, data FROM descriptors WHERE image_id=?",
+                                               (i,)).fetchone()
+                desc = np.frombuffer(data, np.uint8).reshape(rows, -1)[keep]
+                con.execute("UPDATE descriptors SET rows=?, data=? WHERE image_id=?",
+                            (len(desc), np.ascontiguousarray(desc).tobytes(), i))
+        con.commit()
+    return removed
 
 
 def _map(database: Path, images_dir: Path, ctx: StageContext, total: int):
@@ -225,6 +281,8 @@ def _map(database: Path, images_dir: Path, ctx: StageContext, total: int):
                                               cancellation_token=token)
     best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
     mapper = "incremental"
+    sub_models = [{"mapper": "incremental", "photos": r.num_reg_images(), "points": r.num_points3D(),
+                   "kept": r is best} for r in models.values()]
     if best is None or best.num_reg_images() < 0.9 * total:
         ctx.report(0.95, "trying global mapping")
         try:
@@ -238,10 +296,14 @@ def _map(database: Path, images_dir: Path, ctx: StageContext, total: int):
             gbest = max(gmodels.values(), key=lambda r: r.num_reg_images(), default=None)
             if gbest is not None and (best is None or gbest.num_reg_images() > best.num_reg_images()):
                 best, mapper = gbest, "global"
+                for sub in sub_models:
+                    sub["kept"] = False
+            sub_models += [{"mapper": "global", "photos": r.num_reg_images(), "points": r.num_points3D(),
+                            "kept": r is best} for r in gmodels.values()]
         except Exception as exc:  # global mapping is a fallback; its failure must not hide the first result
             log.warning("global mapping failed: %s", exc)
         ctx.check_cancelled()
-    return best, mapper
+    return best, mapper, sorted(sub_models, key=lambda m: -m["photos"])
 
 
 def camera_arrays(rec: pycolmap.Reconstruction) -> dict[str, dict]:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from openscancloud.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from openscancloud.domain.lifecycle import ProjectStatus
 from openscancloud.domain.options import options_of
+from openscancloud.domain.reporting import report_warnings
 from openscancloud.domain.ports import UnitOfWork
 from openscancloud.domain.service import Event
 from openscancloud.settings import Settings
@@ -173,7 +174,7 @@ class JobQueue:
             project.result_size = size
             project.result_sha256 = (report or {}).get("result_sha256") if isinstance(report, dict) else None
             project.delete_after = now + timedelta(days=self.settings.retention_days)
-            event = self._event(repo, project, "project_done")
+            event = self._event(repo, project, "project_done", report_warnings(report))
         # the photos stay until the retention cleanup so that the project can be reprocessed with other options
         self.on_event(event)
 
@@ -200,11 +201,12 @@ class JobQueue:
                             "processing failed (server side)", project.id)
             project.charged_gb = 0.0
 
-    def _event(self, repo: Any, project: Any, kind: str) -> Event:
+    def _event(self, repo: Any, project: Any, kind: str, warnings: list[str] | None = None) -> Event:
         token = repo.token_by_id(project.token_id)
         return Event(
             kind=kind,
-            project={"id": project.id, "name": project.name, "status": project.status, "error": project.error},
+            project={"id": project.id, "name": project.name, "status": project.status, "error": project.error,
+                     "warnings": warnings or []},
             email=token.email if token is not None and token.kind == "private" else None,
             webhook_url=project.webhook_url,
         )

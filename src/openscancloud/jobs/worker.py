@@ -226,7 +226,9 @@ class Worker:
             _zip_dir(out, result)
             stored = self._retry("result upload", self._upload_result, job, result)
             report = _read_json(out / "report.json") or {}
-            report = {"engine": report, "result_sha256": stored.get("sha256"), "result_size": stored.get("size")}
+            warnings = [str(w) for w in (final.get("warnings") or report.get("warnings") or [])]
+            report = {"engine": report, "warnings": warnings, "result_sha256": stored.get("sha256"),
+                      "result_size": stored.get("size")}
             self._finish(job, "complete", {"attempt": job["attempt"], "report": report})
             log.info("job %s done", job["job_id"])
             return

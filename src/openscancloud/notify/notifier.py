@@ -61,8 +61,10 @@ class Notifier:
 def _project_mail(event: Event) -> tuple[str, str]:
     name = event.project.get("name")
     if event.kind == "project_done":
-        return (f"OpenScan Cloud: {name} is ready",
+        warnings = event.project.get("warnings") or []
+        notes = "".join(f"\n    - {w}" for w in warnings)
+        return (f"OpenScan Cloud: {name} is ready" + (" (with warnings)" if warnings else ""),
                 f"Your project {name} has been processed. Download the result from your scanner or with "
-                "'openscan-cloud download'.\n")
+                "'openscan-cloud download'.\n" + (f"\nPlease note:{notes}\n" if warnings else ""))
     return (f"OpenScan Cloud: {name} failed",
             f"Processing of your project {name} failed:\n\n    {event.project.get('error')}\n")

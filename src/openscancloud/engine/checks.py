@@ -1,0 +1,131 @@
+"""Honest results: what the person must know about a reconstruction, and when to refuse to call it done.
+
+Why: a model built from 3 of 16 photos, or from cameras that structure-from-motion placed wrongly, looks like a
+success unless someone says otherwise.  This module turns the stages' own evidence into short sentences
+(`warnings`, shown in report.json, in the engine's final event and in the project status) and fails the job with
+one sentence when too little of the input could be used (`check_placement`).
+
+Thresholds (documented in docs/engine.md):
+- fewer than MIN_PLACED_FRACTION (half) of the usable photos placed → the job fails: a model from less than half
+  the photos is a fragment, and the person is better served by a clear "take these photos again";
+- a camera check that fails (reprojection error, short tracks, a turntable whose camera rings are not circles) →
+  a warning that says the model may be distorted; the model is still delivered.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import UserInputError
+
+MIN_PLACED_FRACTION = 0.5  # below this share of usable photos placed, the job fails
+MAX_REPROJECTION_PX = 1.5  # mean reprojection error above this: cameras or intrinsics are not consistent
+MIN_TRACK_LENGTH = 2.8  # mean photos per 3D point below this: points seen in barely two photos are weak
+MAX_RING_RADIUS_SPREAD = 0.05  # turntable rings: radius varies by more than 5 % → the cameras are warped
+RING_HEIGHT_GAP = 0.05  # cameras whose heights differ by more than 5 % of the radius belong to different rings
+
+
+def check_placement(used: int, placed: int) -> None:
+    """Fail with one sentence when fewer than half of the usable photos could be placed."""
+    if used and placed < MIN_PLACED_FRACTION * used:
+        raise UserInputError(
+            f"Only {placed} of {used} photos could be placed, too few for a model of the whole object. "
+            f"Take the photos again with more overlap (about 70 % between neighbours) and, for plain or shiny "
+            f"objects, some texture (a scanning spray or a dotted pattern)."
+        )
+
+
+def placement_warnings(used: int, unregistered: list[str]) -> list[str]:
+    if not unregistered:
+        return []
+    shown = ", ".join(unregistered[:5]) + (f" and {len(unregistered) - 5} more" if len(unregistered) > 5 else "")
+    return [f"{len(unregistered)} of {used} photos could not be placed (too few reliable matches with the "
+            f"others): {shown}; the model may miss the parts only they show."]
+
+
+def sub_model_warnings(sub_models: list[dict]) -> list[str]:
+    """Several disconnected sub-models: say which was kept and what the others held."""
+    incremental = [m for m in sub_models if m.get("mapper") == "incremental"] or sub_models
+    if len(incremental) < 2:
+        return []
+    kept = next((m for m in sub_models if m.get("kept")), incremental[0])
+    others = [m for m in incremental if not m.get("kept")]
+    listed = "; ".join(f"{m['photos']} photos, {m['points']} points" for m in others[:4])
+    return [f"The photos formed {len(incremental)} separate groups that share no detail; the largest "
+            f"({kept['photos']} photos, {kept['points']} points) was kept, the others were dropped ({listed}). "
+            f"Photos bridging the groups would join them."]
+
+
+def camera_warnings(mean_reprojection_px: float, mean_track_length: float | None) -> list[str]:
+    out = []
+    if mean_reprojection_px > MAX_REPROJECTION_PX:
+        out.append(f"The camera positions fit the photos loosely (mean reprojection error "
+                   f"{mean_reprojection_px:.2f} px, expected under {MAX_REPROJECTION_PX} px): the model may be "
+                   f"distorted.")
+    if mean_track_length is not None and 0 < mean_track_length < MIN_TRACK_LENGTH:
+        out.append(f"Most points were seen in only {mean_track_length:.1f} photos on average: the camera "
+                   f"positions rest on weak evidence and the model may be distorted.")
+    return out
+
+
+def ring_radius_spread(centers: np.ndarray, axis: np.ndarray, target: np.ndarray) -> float:
+    """Largest relative spread (std/mean) of the distance to the rotation axis within one ring of cameras.
+
+    On a turntable every photo of one elevation is taken from the same distance to the axis, so each ring of
+    camera centres is a circle.  Structure-from-motion that went wrong (static features, a symmetric object)
+    bends these circles; a spread of a few per cent already means a visibly warped model."""
+    axis = axis / np.linalg.norm(axis)
+    rel = centers - target
+    heights = rel @ axis
+    radii = np.linalg.norm(rel - np.outer(heights, axis), axis=1)
+    scale = float(np.median(radii)) or 1.0
+    order = np.argsort(heights)
+    rings: list[list[int]] = [[int(order[0])]]
+    for a, b in zip(order[:-1], order[1:]):
+        if heights[b] - heights[a] > RING_HEIGHT_GAP * scale:
+            rings.append([])
+        rings[-1].append(int(b))
+    spreads = [float(np.std(radii[r]) / max(np.mean(radii[r]), 1e-12)) for r in rings if len(r) >= 4]
+    return max(spreads, default=0.0)
+
+
+def turntable_warnings(static_rig: bool, turntable: bool, spread: float) -> list[str]:
+    """On a static rig (the backdrop stood still, so the object turned) the cameras must form turntable rings."""
+    if not static_rig:
+        return []
+    if not turntable:
+        return ["The background stood still, as on a turntable, but the recovered camera positions do not "
+                "surround the object: they cannot be trusted and the model is probably distorted."]
+    if spread > MAX_RING_RADIUS_SPREAD:
+        return [f"The recovered camera rings are not circles (their radius varies by {spread * 100:.0f} %), "
+                f"although the photos come from a turntable: the model may be distorted."]
+    return []
+
+
+def input_warnings(rejected: list[dict]) -> list[str]:
+    """Files of the input that were not used (not photos, unreadable, blurry, duplicates, another camera)."""
+    if not rejected:
+        return []
+    shown = "; ".join(f"{r['name']} {r['reason']}" for r in rejected[:3])
+    more = f" (and {len(rejected) - 3} more, listed in report.json)" if len(rejected) > 3 else ""
+    return [f"{len(rejected)} file{'s' if len(rejected) != 1 else ''} of the input {'were' if len(rejected) != 1 else 'was'} "
+            f"not used: {shown}{more}."]
+
+
+def collect(*, ingest, masks, sparse, orientation) -> list[str]:
+    """Every warning about one reconstruction, in the order a person reads them (input → cameras)."""
+    from . import sparse as sparse_stage
+
+    used = len(ingest.views)
+    out = input_warnings(ingest.rejected)
+    out += getattr(masks, "warnings", None) or []
+    out += placement_warnings(used, [ingest.view(n).source for n in sparse.unregistered])
+    out += sub_model_warnings(sparse.extra.get("sub_models", []))
+    out += camera_warnings(sparse.mean_reprojection_error, sparse.extra.get("track_length_mean"))
+    static_rig = masks.mode == "static-background"
+    if static_rig:
+        cams = sparse_stage.camera_arrays(sparse.load())
+        centers = np.array([c["center"] for c in cams.values()])
+        spread = ring_radius_spread(centers, orientation.up, orientation.center) if len(centers) >= 4 else 0.0
+        out += turntable_warnings(static_rig, orientation.turntable, spread)
+    return out
