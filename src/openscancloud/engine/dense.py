@@ -164,7 +164,9 @@ def load_crop(name: str, cam: dict, original: Path, original_size: tuple[int, in
     ww, wh = cam["width"], cam["height"]
     r = ow / ww  # original pixels per working pixel
     x0, y0, x1, y1 = region
-    area = (x1 - x0) * (y1 - y0) * r * r
+    # the budget counts object pixels: the mask's inside when there is a mask, else the whole region
+    object_px = int(mask[y0:y1, x0:x1].sum()) if mask is not None else (x1 - x0) * (y1 - y0)
+    area = max(object_px, 0.05 * (x1 - x0) * (y1 - y0)) * r * r
     scale = min(1.0, math.sqrt(pixel_budget / area), max_side / (max(x1 - x0, y1 - y0) * r))
     reduce = next(k for k in (8, 4, 2, 1) if 1.0 / k >= scale * 1.5 or k == 1)
     flag = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4, 2: cv2.IMREAD_REDUCED_COLOR_2,

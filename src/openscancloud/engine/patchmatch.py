@@ -30,7 +30,11 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from numba import config as numba_config
 from numba import njit, prange
+
+# OpenMP first: thread-safe when several jobs run in one process, and no warning about an old TBB library
+numba_config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
 INVALID_COST = 2.0  # 1 − NCC lies in [0, 2]; this marks "no match possible" (outside, untextured, behind)
 
