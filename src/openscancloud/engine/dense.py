@@ -239,13 +239,13 @@ def run(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: Stag
             ctx.check_cancelled()
             fallback = f"GPU PatchMatch failed ({type(exc).__name__}: {exc}); the CPU PatchMatch ran instead"
             log.warning("%s", fallback)
-    result = _run_cpu(ingest, masks, sparse, ctx, fallback)
+    result = _run_cpu(ingest, masks, sparse, ctx, fallback, key)
     save_done(ctx.work_dir, key, result.to_dict())
     return result
 
 
 def _run_cpu(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: StageContext,
-             fallback: str | None) -> DenseResult:
+             fallback: str | None, key: dict) -> DenseResult:
     from numba import set_num_threads
 
     preset = ctx.preset
@@ -290,8 +290,7 @@ def _run_cpu(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx:
     usable = [n for n in names if n in crops and any(s in crops for s in neighbours[n][:preset.depth_sources])]
     if not usable:
         raise EngineError("No depth map could be computed from the recovered cameras.")
-    maps_dir = ctx.work_dir / "maps"
-    maps_dir.mkdir(exist_ok=True)
+    maps_dir = _maps_dir(ctx.work_dir, key)
     paths: dict[str, Path] = {}
     pixels = []
     t0 = time.perf_counter()
@@ -339,6 +338,21 @@ def _run_cpu(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx:
                           "voxels": acc.num_voxels})
     ctx.report(1.0, f"{len(pcd.points)} dense points (CPU PatchMatch)")
     return result
+
+
+def _maps_dir(work_dir: Path, key: dict) -> Path:
+    """The folder of finished depth maps: kept for a resumed job with the same settings, emptied otherwise."""
+    import json
+    import shutil
+
+    maps_dir = work_dir / "maps"
+    marker = maps_dir / "settings.json"
+    settings = json.dumps(key, sort_keys=True, default=str)
+    if maps_dir.is_dir() and (not marker.is_file() or marker.read_text() != settings):
+        shutil.rmtree(maps_dir)
+    maps_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(settings)
+    return maps_dir
 
 
 def _numba_threads() -> int:
