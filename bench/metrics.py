@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_TAU_FRACTIONS: tuple[float, ...] = (0.005, 0.01)
+DEFAULT_TAU_FRACTIONS: tuple[float, ...] = (0.0025, 0.005, 0.01)
 
 
 class MetricError(RuntimeError):

@@ -14,7 +14,7 @@ from openscancloud.engine.presets import PRESETS
 @pytest.fixture(scope="session")
 def tiny_preset():
     """Preview, shrunk further so stage tests on real photos take seconds."""
-    return dataclasses.replace(PRESETS["preview"], depth_pixels=20_000, depth_max_size=240, poisson_depth=7,
+    return dataclasses.replace(PRESETS["preview"], depth_pixels=8_000, depth_max_size=240, poisson_depth=7,
                                target_faces=8000, texture_size=512)
 
 

@@ -79,6 +79,11 @@ def test_outputs(kermit_run):
         assert report["timings"][stage]["seconds"] >= 0
         assert report["timings"][stage]["peak_rss_mb"] > 0
     assert report["sparse"]["points"] > 300 and report["dense"]["points"] > 10000
+    # the report says which dense path ran, and why the GPU one did not
+    assert report["dense"]["method"] == ("cuda-patch-match" if pycolmap.has_cuda else "cpu-patch-match")
+    if not pycolmap.has_cuda:
+        assert "CUDA" in report["dense"]["fallback"]
+    assert 0.5 < report["mesh"]["supported_fraction"] <= 1.0
     assert report["mesh"]["faces"] > 5000
     assert len(report["transform"]["matrix"]) == 4
     assert report["libraries"]["pycolmap"]

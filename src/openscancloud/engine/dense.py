@@ -164,7 +164,9 @@ def load_crop(name: str, cam: dict, original: Path, original_size: tuple[int, in
     ww, wh = cam["width"], cam["height"]
     r = ow / ww  # original pixels per working pixel
     x0, y0, x1, y1 = region
-    area = (x1 - x0) * (y1 - y0) * r * r
+    # the budget counts object pixels: the mask's inside when there is a mask, else the whole region
+    object_px = int(mask[y0:y1, x0:x1].sum()) if mask is not None else (x1 - x0) * (y1 - y0)
+    area = max(object_px, 0.05 * (x1 - x0) * (y1 - y0)) * r * r
     scale = min(1.0, math.sqrt(pixel_budget / area), max_side / (max(x1 - x0, y1 - y0) * r))
     reduce = next(k for k in (8, 4, 2, 1) if 1.0 / k >= scale * 1.5 or k == 1)
     flag = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4, 2: cv2.IMREAD_REDUCED_COLOR_2,
@@ -237,13 +239,13 @@ def run(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: Stag
             ctx.check_cancelled()
             fallback = f"GPU PatchMatch failed ({type(exc).__name__}: {exc}); the CPU PatchMatch ran instead"
             log.warning("%s", fallback)
-    result = _run_cpu(ingest, masks, sparse, ctx, fallback)
+    result = _run_cpu(ingest, masks, sparse, ctx, fallback, key)
     save_done(ctx.work_dir, key, result.to_dict())
     return result
 
 
 def _run_cpu(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: StageContext,
-             fallback: str | None) -> DenseResult:
+             fallback: str | None, key: dict) -> DenseResult:
     from numba import set_num_threads
 
     preset = ctx.preset
@@ -288,8 +290,7 @@ def _run_cpu(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx:
     usable = [n for n in names if n in crops and any(s in crops for s in neighbours[n][:preset.depth_sources])]
     if not usable:
         raise EngineError("No depth map could be computed from the recovered cameras.")
-    maps_dir = ctx.work_dir / "maps"
-    maps_dir.mkdir(exist_ok=True)
+    maps_dir = _maps_dir(ctx.work_dir, key)
     paths: dict[str, Path] = {}
     pixels = []
     t0 = time.perf_counter()
@@ -337,6 +338,21 @@ def _run_cpu(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx:
                           "voxels": acc.num_voxels})
     ctx.report(1.0, f"{len(pcd.points)} dense points (CPU PatchMatch)")
     return result
+
+
+def _maps_dir(work_dir: Path, key: dict) -> Path:
+    """The folder of finished depth maps: kept for a resumed job with the same settings, emptied otherwise."""
+    import json
+    import shutil
+
+    maps_dir = work_dir / "maps"
+    marker = maps_dir / "settings.json"
+    settings = json.dumps(key, sort_keys=True, default=str)
+    if maps_dir.is_dir() and (not marker.is_file() or marker.read_text() != settings):
+        shutil.rmtree(maps_dir)
+    maps_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(settings)
+    return maps_dir
 
 
 def _numba_threads() -> int:

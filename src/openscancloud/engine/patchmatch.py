@@ -30,7 +30,11 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from numba import config as numba_config
 from numba import njit, prange
+
+# OpenMP first: thread-safe when several jobs run in one process, and no warning about an old TBB library
+numba_config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
 INVALID_COST = 2.0  # 1 − NCC lies in [0, 2]; this marks "no match possible" (outside, untextured, behind)
 
@@ -47,6 +51,7 @@ class PatchMatchParams:
     coarse_iterations: int = 5  # sweeps at the coarse level (0 = no coarse level)
     coarse_factor: int = 2  # coarse level = full resolution / this
     max_cost: float = 0.65  # depths whose cost stays above this are dropped (NCC < 0.35)
+    fine_first_trial: int = 2  # after a coarse pass, refinement skips the random hypotheses (0 and 1) — saves time
     min_texture: float = 1e-5  # weighted grey variance below this: no reliable match (left empty)
     seed: int = 1
 
@@ -298,7 +303,7 @@ def _random_init(active, depth, normal, Kinv, dmin, dmax, seed):
 
 @njit(parallel=True, cache=True, fastmath=True)
 def _sweep(colour, ref, active, depth, normal, cost, Kinv, A, b, srcs, src_hw, radius, step, sigma_color, k_best,
-           min_texture, offsets, dmin, dmax, depth_scale, normal_scale, seed):
+           min_texture, offsets, dmin, dmax, depth_scale, normal_scale, seed, first_trial):
     """One red or black half-sweep: propagation from eight adaptive regions, then random refinement."""
     H, W = ref.shape
     n = (2 * radius + 1) ** 2
@@ -342,6 +347,8 @@ def _sweep(colour, ref, active, depth, normal, cost, Kinv, A, b, srcs, src_hw, r
                 d = _transfer_depth(Kinv, x, y, ox, oy, depth[oy, ox], nx, ny, nz)
                 if d < 0.5 * dmin or d > 2.0 * dmax:
                     continue
+                if abs(d - bd) < 1e-5 * bd and nx * bnx + ny * bny + nz * bnz > 0.99999:
+                    continue  # the same plane as the current one: nothing to learn
                 c_ = _plane_cost(x, y, d, nx, ny, nz, Kinv, A, b, srcs, src_hw, radius, step, vals, wts, sw, mx,
                                  vx, k_best, costs)
                 if c_ < bc:
@@ -350,22 +357,22 @@ def _sweep(colour, ref, active, depth, normal, cost, Kinv, A, b, srcs, src_hw, r
             rx = Kinv[0, 0] * x + Kinv[0, 1] * y + Kinv[0, 2]
             ry = Kinv[1, 0] * x + Kinv[1, 1] * y + Kinv[1, 2]
             rz = Kinv[2, 0] * x + Kinv[2, 1] * y + Kinv[2, 2]
-            for trial in range(5):
+            for trial in range(first_trial, 5):
                 d = bd
                 nx, ny, nz = bnx, bny, bnz
                 if trial == 0:  # random depth and normal
                     u = np.random.random()
                     d = 1.0 / (1.0 / dmax + u * (1.0 / dmin - 1.0 / dmax))
                     nx, ny, nz = _random_normal(rx, ry, rz)
-                elif trial == 1:  # perturbed depth
-                    d = bd * (1.0 + depth_scale * (2.0 * np.random.random() - 1.0))
-                elif trial == 2:  # perturbed normal
-                    nx, ny, nz = _perturb_normal(bnx, bny, bnz, rx, ry, rz, normal_scale)
-                elif trial == 3:  # both perturbed
-                    d = bd * (1.0 + depth_scale * (2.0 * np.random.random() - 1.0))
-                    nx, ny, nz = _perturb_normal(bnx, bny, bnz, rx, ry, rz, normal_scale)
-                else:  # random normal at the current depth
+                elif trial == 1:  # random normal at the current depth
                     nx, ny, nz = _random_normal(rx, ry, rz)
+                elif trial == 2:  # perturbed depth
+                    d = bd * (1.0 + depth_scale * (2.0 * np.random.random() - 1.0))
+                elif trial == 3:  # perturbed normal
+                    nx, ny, nz = _perturb_normal(bnx, bny, bnz, rx, ry, rz, normal_scale)
+                else:  # both perturbed
+                    d = bd * (1.0 + depth_scale * (2.0 * np.random.random() - 1.0))
+                    nx, ny, nz = _perturb_normal(bnx, bny, bnz, rx, ry, rz, normal_scale)
                 c_ = _plane_cost(x, y, d, nx, ny, nz, Kinv, A, b, srcs, src_hw, radius, step, vals, wts, sw, mx,
                                  vx, k_best, costs)
                 if c_ < bc:
@@ -487,7 +494,8 @@ def _run_level(ref: np.ndarray, K: np.ndarray, active: np.ndarray, sources: list
         for colour in (0, 1):
             _sweep(colour, ref, active, depth, normal, cost, Kinv, A, b, stack, hw, params.window_radius,
                    params.window_step, params.sigma_color, k_best, params.min_texture, OFFSETS, dmin, dmax,
-                   depth_scale, normal_scale, params.seed * 1_000_003 + it * 2 + colour)
+                   depth_scale, normal_scale, params.seed * 1_000_003 + it * 2 + colour,
+                   0 if fresh else params.fine_first_trial)
     return cost
 
 
