@@ -243,12 +243,19 @@ def bake(work: Path, out: Path, quality: str, holdout: list[str]) -> dict:
     sparse.model_dir = model_dir
     sparse.registered = [n for n in sparse.registered if n not in holdout]
     ctx = StageContext(stage="texture", work_dir=out / "texture", preset=get_preset(quality))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     result = texture_stage.run(mesh, sparse, ingest, ctx)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
     return {"mesh_path": str(result.mesh_path), "texture_path": str(result.texture_path),
-            "texture_size": result.texture_size, "seconds": seconds,
+            "texture_size": result.texture_size, "seconds": seconds, "cpu_seconds": cpu,
+            "load": os.getloadavg()[0],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _cpu_seconds() -> float:
+    """User + system time of this process, all threads (wall time lies on a shared, loaded machine)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def run_bake(src: Path, work: Path, out: Path, quality: str, holdout: list[str]) -> dict:
@@ -359,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             per_engine[label] = {**baked, **scored}
             print(f"{set_name:12s} {label:4s} PSNR {scored['psnr_db']:.2f} dB  SSIM {scored['ssim']:.3f}  "
                   f"sharp {scored['sharpness_ratio']:.2f}  seam {scored['seam_score']:.2f}  "
-                  f"bake {baked['seconds']:.1f} s  peak {baked['peak_rss_mb']:.0f} MB  atlas {baked['texture_size']}",
+                  f"bake {baked['seconds']:.1f} s (cpu {baked.get('cpu_seconds', float('nan')):.1f} s)  peak {baked['peak_rss_mb']:.0f} MB  atlas {baked['texture_size']}",
                   flush=True)
         results["sets"][set_name] = {"holdout": holdout, "registered": len(registered), "engines": per_engine}
     out_json = args.runs / f"texture_{args.quality}.json"

@@ -95,7 +95,7 @@ def texel_positions(V: np.ndarray, F: np.ndarray, UV: np.ndarray, size: int, xs:
     """3D point and barycentric coordinates (both float32) under each texel centre; in chunks to bound memory."""
     P = np.stack([UV[:, 0] * size, (1.0 - UV[:, 1]) * size], 1)
     X = np.empty((len(xs), 3), np.float32)
-    B = np.empty((len(xs), 3), np.float32)
+    weights = np.empty((len(xs), 3), np.float32)
     for s in range(0, len(xs), chunk):
         f = fid[s:s + chunk]
         A, B, C = P[F[f, 0]], P[F[f, 1]], P[F[f, 2]]
@@ -108,8 +108,8 @@ def texel_positions(V: np.ndarray, F: np.ndarray, UV: np.ndarray, size: int, xs:
         bary = np.clip(np.stack([1 - b1 - b2, b1, b2], 1), 0, 1)
         bary /= np.maximum(bary.sum(1, keepdims=True), 1e-12)
         X[s:s + chunk] = (bary[:, 0:1] * V[F[f, 0]] + bary[:, 1:2] * V[F[f, 1]] + bary[:, 2:3] * V[F[f, 2]])
-        B[s:s + chunk] = bary
-    return X, B
+        weights[s:s + chunk] = bary
+    return X, weights
 
 
 def pull_push_fill(color: np.ndarray, known: np.ndarray) -> np.ndarray:
