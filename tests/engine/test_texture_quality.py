@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from openscancloud.engine import texture, texture_labels, texture_levelling, texture_views
+from openscancloud.engine import texture, texture_labels, texture_levelling, texture_seams, texture_views
 
 W, H, FOCAL, DIST = 320, 240, 400.0, 3.0
 
@@ -176,3 +176,21 @@ def test_atlas_side_follows_the_object_size_in_the_photos(area, cap, expected):
         assert 1536 <= side <= 2560
     else:
         assert side == expected
+
+
+def test_seam_blending_closes_a_step_between_patches_and_leaves_the_rest_alone():
+    rng = np.random.default_rng(5)
+    detail = rng.normal(0, 8, (64, 64, 3)).astype(np.float32)
+    colour = 120 + detail
+    labels = np.zeros((64, 64), np.int16)
+    labels[:, 32:] = 1
+    colour[:, 32:] += 30  # photo 1 is brighter: a step at column 32
+    labels[:, 60:] = -1  # padding: never touched
+    out = texture_seams.blend_seams(colour, labels)
+    step_before = np.abs(colour[:, 32] - colour[:, 31]).mean()
+    step_after = np.abs(out[:, 32] - out[:, 31]).mean()
+    assert step_before > 25 and step_after < 0.3 * step_before
+    assert np.allclose(out[:, :20], colour[:, :20], atol=0.5)  # far from the seam: untouched
+    assert np.array_equal(out[:, 60:], colour[:, 60:])
+    # detail survives near the seam: the correction is smooth
+    assert np.std(out[:, 28:31] - colour[:, 28:31]) < 4

@@ -24,7 +24,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from . import texture_labels, texture_levelling, texture_views
+from . import texture_labels, texture_levelling, texture_seams, texture_views
 from .context import StageContext, StageResult, load_done, save_done
 from .errors import EngineError
 from .ingest import IngestResult
@@ -33,7 +33,7 @@ from .sparse import SparseResult, camera_arrays
 
 log = logging.getLogger(__name__)
 
-METHOD = "mrf-levelled-fullres-1"  # part of the resume key: a different method never reuses a saved atlas
+METHOD = "mrf-levelled-blended-fullres-1"  # part of the resume key: a different method never reuses a saved atlas
 MIN_ATLAS = 512
 ATLAS_STEP = 256  # atlas sides are multiples of this
 PACK_EFFICIENCY = 0.7  # share of an xatlas atlas covered by charts (measured ~0.7-0.8 with padding 4)
@@ -299,13 +299,22 @@ def run(mesh: MeshResult, sparse: SparseResult, ingest: IngestResult, ctx: Stage
         c += np.einsum("ni,nic->nc", bary[texels], offsets[pairs].astype(np.float32))
         colour[texels] = c
         known_texels[texels] = True
-        ctx.report(0.7 + 0.22 * (i + 1) / len(used), f"colour from {i + 1}/{len(used)} photos")
+        ctx.report(0.7 + 0.18 * (i + 1) / len(used), f"colour from {i + 1}/{len(used)} photos")
         ctx.check_cancelled()
-    atlas = np.zeros((size, size, 3), np.uint8)
+    del X, bary
+    ctx.report(0.9, "blending seams")
+    label_image = np.full((size, size), -1, np.int16 if len(names) < 32000 else np.int32)
+    label_image[ys[known_texels], xs[known_texels]] = texel_label[known_texels]
+    blended = np.zeros((size, size, 3), np.float32)
+    blended[ys[known_texels], xs[known_texels]] = colour[known_texels]
+    del colour
+    blended = texture_seams.blend_seams(blended, label_image)
+    del label_image
     known = np.zeros((size, size), bool)
-    atlas[ys[known_texels], xs[known_texels]] = np.clip(np.round(colour[known_texels]), 0, 255).astype(np.uint8)
     known[ys[known_texels], xs[known_texels]] = True
-    del colour, X, bary
+    atlas = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+    del blended
+    atlas[~known] = 0
     ctx.report(0.93, "filling seams")
     atlas = pull_push_fill(atlas, known)
     tex_path = ctx.work_dir / "texture.png"
