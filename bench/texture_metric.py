@@ -325,6 +325,78 @@ def score_bake(baked: dict, work: Path, holdout: list[str], max_side: int, crops
     }
 
 
+def _closeup_box(photo: np.ndarray, mask: np.ndarray, side: int) -> tuple[int, int]:
+    """Top-left corner of the `side`² window (fully inside the silhouette) with the most photo detail."""
+    g = _grey(photo)
+    energy = cv2.Sobel(g, cv2.CV_64F, 1, 0) ** 2 + cv2.Sobel(g, cv2.CV_64F, 0, 1) ** 2
+    energy = cv2.boxFilter(energy * mask, -1, (side, side), normalize=True)
+    inside = cv2.boxFilter(mask.astype(np.float64), -1, (side, side), normalize=True) > 0.98
+    h, w = mask.shape
+    energy[~inside] = -1
+    half = side // 2
+    energy[:half], energy[h - half:], energy[:, :half], energy[:, w - half:] = -1, -1, -1, -1
+    y, x = np.unravel_index(int(np.argmax(energy)), energy.shape)
+    return int(x - half), int(y - half)
+
+
+def write_figures(set_name: str, per_engine: dict, work: Path, holdout: list[str], max_side: int,
+                  out_dir: Path) -> list[Path]:
+    """Before/after figures: a preview of each engine's model and a close-up strip photo | engine… of the
+    held-out view with the most detail (same window for all, 2× nearest-neighbour so texels stay visible)."""
+    import pycolmap
+
+    from openscancloud.engine.context import read_json
+    from openscancloud.engine.ingest import IngestResult
+    from openscancloud.engine.render import render_textured
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ingest = IngestResult.from_dict(read_json(work / "ingest" / "done.json")["result"])
+    rec = pycolmap.Reconstruction(str(read_json(work / "sparse" / "done.json")["result"]["model_dir"]))
+    name = holdout[0]
+    K, dist, R, t, w, h = camera_of(rec, name)
+    photo = cv2.imread(str(ingest.original_path(ingest.view(name))), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if photo.shape[1] != w or photo.shape[0] != h:
+        K = K.copy()
+        K[0] *= photo.shape[1] / w
+        K[1] *= photo.shape[0] / h
+    renders, previews = {}, {}
+    for label, r in per_engine.items():
+        data = np.load(r["mesh_path"])
+        tex = cv2.imread(r["texture_path"], cv2.IMREAD_COLOR)
+        _, rendered, undistorted = score_view(data["vertices"], data["faces"], data["uvs"], tex, photo, K, dist, R,
+                                              t, name, max_side)
+        renders[label] = rendered
+        # the whole model, seen along the held-out camera's axis with its image-up up
+        previews[label] = render_textured(data["vertices"], data["faces"], data["uvs"], tex, R[2], -R[1],
+                                          size=(480, 360))
+    mask = np.any(next(iter(renders.values())) > 0, axis=2)
+    side = max(64, min(256, min(undistorted.shape[:2]) // 4))
+    x, y = _closeup_box(undistorted, mask, side)
+
+    def crop(img: np.ndarray) -> np.ndarray:
+        c = img[y:y + side, x:x + side]
+        return cv2.resize(c, (2 * side, 2 * side), interpolation=cv2.INTER_NEAREST)
+
+    def titled(img: np.ndarray, title: str) -> np.ndarray:
+        img = img.copy()
+        cv2.putText(img, title, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(img, title, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA)
+        return img
+
+    gap = lambda img: np.full((img.shape[0], 6, 3), 255, np.uint8)  # noqa: E731
+    strip = [titled(crop(undistorted), "photo (held out)")]
+    for label, img in renders.items():
+        strip += [gap(strip[-1]), titled(crop(img), label)]
+    closeup = out_dir / f"texture_closeup_{set_name}.png"
+    cv2.imwrite(str(closeup), np.concatenate(strip, 1))
+    row = []
+    for label, img in previews.items():
+        row += ([gap(img)] if row else []) + [titled(img, label)]
+    preview = out_dir / f"texture_preview_{set_name}.png"
+    cv2.imwrite(str(preview), np.concatenate(row, 1))
+    return [closeup, preview]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Held-out-view texture benchmark (old vs new in one run).")
     sub = parser.add_subparsers(dest="cmd")
@@ -341,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="an engine to compare (its src folder); repeatable; default new=src")
     parser.add_argument("--eval-size", type=int, default=2400, help="long side of the comparison images (px)")
     parser.add_argument("--crops", type=Path, default=None, help="write renders and photos here")
+    parser.add_argument("--figures", type=Path, default=None,
+                        help="write before/after previews and close-ups (texture_*_SET.png) here, e.g. docs/img")
     args = parser.parse_args(argv)
     if args.cmd == "bake":
         holdout = [h for h in args.holdout.split(",") if h]
@@ -369,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"bake {baked['seconds']:.1f} s (cpu {baked.get('cpu_seconds', float('nan')):.1f} s)  peak {baked['peak_rss_mb']:.0f} MB  atlas {baked['texture_size']}",
                   flush=True)
         results["sets"][set_name] = {"holdout": holdout, "registered": len(registered), "engines": per_engine}
+        if args.figures:
+            for path in write_figures(set_name, per_engine, work, holdout, args.eval_size, args.figures):
+                print(f"figure: {path}")
     out_json = args.runs / f"texture_{args.quality}.json"
     out_json.write_text(json.dumps(results, indent=2))
     print(f"results: {out_json}")
