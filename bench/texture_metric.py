@@ -397,6 +397,54 @@ def write_figures(set_name: str, per_engine: dict, work: Path, holdout: list[str
     return [closeup, preview]
 
 
+DOCS_FILE = REPO_ROOT / "docs" / "benchmarks.md"
+DOCS_BEGIN, DOCS_END = "<!-- bench:texture:begin -->", "<!-- bench:texture:end -->"
+
+
+def markdown_section(results: dict, figures: Path | None) -> str:
+    """The docs/benchmarks.md section: one row per set and engine, ratios new/old, the figures."""
+    lines = [DOCS_BEGIN, f"### Texture quality (held-out views) — preset `{results['quality']}`, {results['when']}", "",
+             f"Command: `python bench/{results['command']}`  ",
+             f"Machine: {results['machine']}; 1-minute load average {results['load'][0]:.1f} at the start "
+             "(the machine was shared: wall times are pessimistic, CPU seconds are the fairer figure).", "",
+             "| set | engine | held out | PSNR dB | SSIM | sharpness | seam | atlas | bake s | bake CPU s | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for set_name, r in results["sets"].items():
+        for label, e in r["engines"].items():
+            lines.append(f"| {set_name} | {label} | {len(r['holdout'])}/{r['registered']} | {e['psnr_db']:.2f} | "
+                         f"{e['ssim']:.3f} | {e['sharpness_ratio']:.2f} | {e['seam_score']:.2f} | "
+                         f"{e['texture_size']}² | {e['seconds']:.0f} | {e.get('cpu_seconds', float('nan')):.0f} | "
+                         f"{e['peak_rss_mb']:.0f} |")
+    labels = list(next(iter(results["sets"].values()))["engines"]) if results["sets"] else []
+    if len(labels) == 2:
+        old, new = labels
+        lines += ["", f"{new} vs {old}:", "", "| set | ΔPSNR dB | ΔSSIM | sharpness | seam ratio |", "|---|---|---|---|---|"]
+        for set_name, r in results["sets"].items():
+            a, b = r["engines"][old], r["engines"][new]
+            lines.append(f"| {set_name} | {b['psnr_db'] - a['psnr_db']:+.2f} | {b['ssim'] - a['ssim']:+.3f} | "
+                         f"{a['sharpness_ratio']:.2f} → {b['sharpness_ratio']:.2f} | "
+                         f"{b['seam_score'] / max(a['seam_score'], 1e-9):.2f} |")
+    if figures is not None:
+        lines.append("")
+        for set_name in results["sets"]:
+            rel = os.path.relpath(figures, DOCS_FILE.parent)
+            lines += [f"{set_name}: close-up of a held-out view (photo, then each engine's render, 2×), and the models:", "",
+                      f"![{set_name} close-up]({rel}/texture_closeup_{set_name}.png)", "",
+                      f"![{set_name} previews]({rel}/texture_preview_{set_name}.png)", ""]
+    lines.append(DOCS_END)
+    return "\n".join(lines)
+
+
+def update_docs(section: str, docs_file: Path = DOCS_FILE) -> None:
+    text = docs_file.read_text()
+    if DOCS_BEGIN in text and DOCS_END in text:
+        head, rest = text.split(DOCS_BEGIN, 1)
+        text = head + section + rest.split(DOCS_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    docs_file.write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Held-out-view texture benchmark (old vs new in one run).")
     sub = parser.add_subparsers(dest="cmd")
@@ -413,12 +461,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="an engine to compare (its src folder); repeatable; default new=src")
     parser.add_argument("--eval-size", type=int, default=2400, help="long side of the comparison images (px)")
     parser.add_argument("--crops", type=Path, default=None, help="write renders and photos here")
+    parser.add_argument("--update-docs", action="store_true", help="(re)write the texture section of docs/benchmarks.md")
+    parser.add_argument("--from-results", type=Path, default=None, metavar="JSON",
+                        help="only print/update docs from a saved results file")
     parser.add_argument("--figures", type=Path, default=None,
                         help="write before/after previews and close-ups (texture_*_SET.png) here, e.g. docs/img")
     args = parser.parse_args(argv)
     if args.cmd == "bake":
         holdout = [h for h in args.holdout.split(",") if h]
         print(json.dumps(bake(args.work, args.out, args.quality, holdout)))
+        return 0
+    if args.from_results:
+        results = json.loads(args.from_results.read_text())
+        section = markdown_section(results, args.figures)
+        print(section)
+        if args.update_docs:
+            update_docs(section)
         return 0
     engines = dict(e.split("=", 1) for e in args.engine) or {"new": str(REPO_ROOT / "src")}
     results = {"command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]), "quality": args.quality,
@@ -449,6 +507,10 @@ def main(argv: list[str] | None = None) -> int:
     out_json = args.runs / f"texture_{args.quality}.json"
     out_json.write_text(json.dumps(results, indent=2))
     print(f"results: {out_json}")
+    section = markdown_section(results, args.figures)
+    print(section)
+    if args.update_docs:
+        update_docs(section)
     return 0
 
 
