@@ -243,13 +243,18 @@ def bake(work: Path, out: Path, quality: str, holdout: list[str]) -> dict:
     sparse.model_dir = model_dir
     sparse.registered = [n for n in sparse.registered if n not in holdout]
     ctx = StageContext(stage="texture", work_dir=out / "texture", preset=get_preset(quality))
+    timing_file = out / "bake_timing.json"
+    resumed = (out / "texture" / "done.json").is_file() and timing_file.is_file()
     t0, c0 = time.perf_counter(), _cpu_seconds()
     result = texture_stage.run(mesh, sparse, ingest, ctx)
-    seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+    timing = {"seconds": time.perf_counter() - t0, "cpu_seconds": _cpu_seconds() - c0, "load": os.getloadavg()[0],
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if resumed:  # an earlier run baked this texture: report its measurements, not the instant resume
+        timing = json.loads(timing_file.read_text())
+    else:
+        timing_file.write_text(json.dumps(timing))
     return {"mesh_path": str(result.mesh_path), "texture_path": str(result.texture_path),
-            "texture_size": result.texture_size, "seconds": seconds, "cpu_seconds": cpu,
-            "load": os.getloadavg()[0],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "texture_size": result.texture_size, **timing}
 
 
 def _cpu_seconds() -> float:
