@@ -260,6 +260,8 @@ def run(mesh: MeshResult, sparse: SparseResult, ingest: IngestResult, ctx: Stage
     del scene
     # 2. one photo per triangle
     labels = texture_labels.select_views(fv.quality, F, progress=lambda f, msg: ctx.report(0.4 + 0.15 * f, msg))
+    if not (labels >= 0).any():
+        raise EngineError("None of the photos sees the surface clearly enough to texture it.")
     ctx.check_cancelled()
     # 3. colour levelling offsets per (vertex, photo)
     ctx.report(0.56, "levelling colours across seams")
