@@ -243,12 +243,24 @@ def bake(work: Path, out: Path, quality: str, holdout: list[str]) -> dict:
     sparse.model_dir = model_dir
     sparse.registered = [n for n in sparse.registered if n not in holdout]
     ctx = StageContext(stage="texture", work_dir=out / "texture", preset=get_preset(quality))
-    t0 = time.perf_counter()
+    timing_file = out / "bake_timing.json"
+    resumed = (out / "texture" / "done.json").is_file() and timing_file.is_file()
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     result = texture_stage.run(mesh, sparse, ingest, ctx)
-    seconds = time.perf_counter() - t0
+    timing = {"seconds": time.perf_counter() - t0, "cpu_seconds": _cpu_seconds() - c0, "load": os.getloadavg()[0],
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if resumed:  # an earlier run baked this texture: report its measurements, not the instant resume
+        timing = json.loads(timing_file.read_text())
+    else:
+        timing_file.write_text(json.dumps(timing))
     return {"mesh_path": str(result.mesh_path), "texture_path": str(result.texture_path),
-            "texture_size": result.texture_size, "seconds": seconds,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "texture_size": result.texture_size, **timing}
+
+
+def _cpu_seconds() -> float:
+    """User + system time of this process, all threads (wall time lies on a shared, loaded machine)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def run_bake(src: Path, work: Path, out: Path, quality: str, holdout: list[str]) -> dict:
@@ -318,6 +330,126 @@ def score_bake(baked: dict, work: Path, holdout: list[str], max_side: int, crops
     }
 
 
+def _closeup_box(photo: np.ndarray, mask: np.ndarray, side: int) -> tuple[int, int]:
+    """Top-left corner of the `side`² window (fully inside the silhouette) with the most photo detail."""
+    g = _grey(photo)
+    energy = cv2.Sobel(g, cv2.CV_64F, 1, 0) ** 2 + cv2.Sobel(g, cv2.CV_64F, 0, 1) ** 2
+    energy = cv2.boxFilter(energy * mask, -1, (side, side), normalize=True)
+    inside = cv2.boxFilter(mask.astype(np.float64), -1, (side, side), normalize=True) > 0.98
+    h, w = mask.shape
+    energy[~inside] = -1
+    half = side // 2
+    energy[:half], energy[h - half:], energy[:, :half], energy[:, w - half:] = -1, -1, -1, -1
+    y, x = np.unravel_index(int(np.argmax(energy)), energy.shape)
+    return int(x - half), int(y - half)
+
+
+def write_figures(set_name: str, per_engine: dict, work: Path, holdout: list[str], max_side: int,
+                  out_dir: Path) -> list[Path]:
+    """Before/after figures: a preview of each engine's model and a close-up strip photo | engine… of the
+    held-out view with the most detail (same window for all, 2× nearest-neighbour so texels stay visible)."""
+    import pycolmap
+
+    from openscancloud.engine.context import read_json
+    from openscancloud.engine.ingest import IngestResult
+    from openscancloud.engine.render import render_textured
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ingest = IngestResult.from_dict(read_json(work / "ingest" / "done.json")["result"])
+    rec = pycolmap.Reconstruction(str(read_json(work / "sparse" / "done.json")["result"]["model_dir"]))
+    name = holdout[0]
+    K, dist, R, t, w, h = camera_of(rec, name)
+    photo = cv2.imread(str(ingest.original_path(ingest.view(name))), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if photo.shape[1] != w or photo.shape[0] != h:
+        K = K.copy()
+        K[0] *= photo.shape[1] / w
+        K[1] *= photo.shape[0] / h
+    renders, previews = {}, {}
+    for label, r in per_engine.items():
+        data = np.load(r["mesh_path"])
+        tex = cv2.imread(r["texture_path"], cv2.IMREAD_COLOR)
+        _, rendered, undistorted = score_view(data["vertices"], data["faces"], data["uvs"], tex, photo, K, dist, R,
+                                              t, name, max_side)
+        renders[label] = rendered
+        # the whole model, seen along the held-out camera's axis with its image-up up
+        previews[label] = render_textured(data["vertices"], data["faces"], data["uvs"], tex, R[2], -R[1],
+                                          size=(480, 360))
+    mask = np.any(next(iter(renders.values())) > 0, axis=2)
+    side = max(64, min(256, min(undistorted.shape[:2]) // 4))
+    x, y = _closeup_box(undistorted, mask, side)
+
+    def crop(img: np.ndarray) -> np.ndarray:
+        c = img[y:y + side, x:x + side]
+        return cv2.resize(c, (2 * side, 2 * side), interpolation=cv2.INTER_NEAREST)
+
+    def titled(img: np.ndarray, title: str) -> np.ndarray:
+        img = img.copy()
+        cv2.putText(img, title, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(img, title, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA)
+        return img
+
+    gap = lambda img: np.full((img.shape[0], 6, 3), 255, np.uint8)  # noqa: E731
+    strip = [titled(crop(undistorted), "photo (held out)")]
+    for label, img in renders.items():
+        strip += [gap(strip[-1]), titled(crop(img), label)]
+    closeup = out_dir / f"texture_closeup_{set_name}.png"
+    cv2.imwrite(str(closeup), np.concatenate(strip, 1))
+    row = []
+    for label, img in previews.items():
+        row += ([gap(img)] if row else []) + [titled(img, label)]
+    preview = out_dir / f"texture_preview_{set_name}.png"
+    cv2.imwrite(str(preview), np.concatenate(row, 1))
+    return [closeup, preview]
+
+
+DOCS_FILE = REPO_ROOT / "docs" / "benchmarks.md"
+DOCS_BEGIN, DOCS_END = "<!-- bench:texture:begin -->", "<!-- bench:texture:end -->"
+
+
+def markdown_section(results: dict, figures: Path | None) -> str:
+    """The docs/benchmarks.md section: one row per set and engine, ratios new/old, the figures."""
+    lines = [DOCS_BEGIN, f"### Texture quality (held-out views) — preset `{results['quality']}`, {results['when']}", "",
+             f"Command: `python bench/{results['command']}`  ",
+             f"Machine: {results['machine']}; 1-minute load average {results['load'][0]:.1f} at the start "
+             "(the machine was shared: wall times are pessimistic, CPU seconds are the fairer figure).", "",
+             "| set | engine | held out | PSNR dB | SSIM | sharpness | seam | atlas | bake s | bake CPU s | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for set_name, r in results["sets"].items():
+        for label, e in r["engines"].items():
+            lines.append(f"| {set_name} | {label} | {len(r['holdout'])}/{r['registered']} | {e['psnr_db']:.2f} | "
+                         f"{e['ssim']:.3f} | {e['sharpness_ratio']:.2f} | {e['seam_score']:.2f} | "
+                         f"{e['texture_size']}² | {e['seconds']:.0f} | {e.get('cpu_seconds', float('nan')):.0f} | "
+                         f"{e['peak_rss_mb']:.0f} |")
+    labels = list(next(iter(results["sets"].values()))["engines"]) if results["sets"] else []
+    if len(labels) == 2:
+        old, new = labels
+        lines += ["", f"{new} vs {old}:", "", "| set | ΔPSNR dB | ΔSSIM | sharpness | seam ratio |", "|---|---|---|---|---|"]
+        for set_name, r in results["sets"].items():
+            a, b = r["engines"][old], r["engines"][new]
+            lines.append(f"| {set_name} | {b['psnr_db'] - a['psnr_db']:+.2f} | {b['ssim'] - a['ssim']:+.3f} | "
+                         f"{a['sharpness_ratio']:.2f} → {b['sharpness_ratio']:.2f} | "
+                         f"{b['seam_score'] / max(a['seam_score'], 1e-9):.2f} |")
+    if figures is not None:
+        lines.append("")
+        for set_name in results["sets"]:
+            rel = os.path.relpath(figures, DOCS_FILE.parent)
+            lines += [f"{set_name}: close-up of a held-out view (photo, then each engine's render, 2×), and the models:", "",
+                      f"![{set_name} close-up]({rel}/texture_closeup_{set_name}.png)", "",
+                      f"![{set_name} previews]({rel}/texture_preview_{set_name}.png)", ""]
+    lines.append(DOCS_END)
+    return "\n".join(lines)
+
+
+def update_docs(section: str, docs_file: Path = DOCS_FILE) -> None:
+    text = docs_file.read_text()
+    if DOCS_BEGIN in text and DOCS_END in text:
+        head, rest = text.split(DOCS_BEGIN, 1)
+        text = head + section + rest.split(DOCS_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    docs_file.write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Held-out-view texture benchmark (old vs new in one run).")
     sub = parser.add_subparsers(dest="cmd")
@@ -334,10 +466,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="an engine to compare (its src folder); repeatable; default new=src")
     parser.add_argument("--eval-size", type=int, default=2400, help="long side of the comparison images (px)")
     parser.add_argument("--crops", type=Path, default=None, help="write renders and photos here")
+    parser.add_argument("--update-docs", action="store_true", help="(re)write the texture section of docs/benchmarks.md")
+    parser.add_argument("--from-results", type=Path, default=None, metavar="JSON",
+                        help="only print/update docs from a saved results file")
+    parser.add_argument("--figures", type=Path, default=None,
+                        help="write before/after previews and close-ups (texture_*_SET.png) here, e.g. docs/img")
     args = parser.parse_args(argv)
     if args.cmd == "bake":
         holdout = [h for h in args.holdout.split(",") if h]
         print(json.dumps(bake(args.work, args.out, args.quality, holdout)))
+        return 0
+    if args.from_results:
+        results = json.loads(args.from_results.read_text())
+        section = markdown_section(results, args.figures)
+        print(section)
+        if args.update_docs:
+            update_docs(section)
         return 0
     engines = dict(e.split("=", 1) for e in args.engine) or {"new": str(REPO_ROOT / "src")}
     results = {"command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]), "quality": args.quality,
@@ -359,12 +503,19 @@ def main(argv: list[str] | None = None) -> int:
             per_engine[label] = {**baked, **scored}
             print(f"{set_name:12s} {label:4s} PSNR {scored['psnr_db']:.2f} dB  SSIM {scored['ssim']:.3f}  "
                   f"sharp {scored['sharpness_ratio']:.2f}  seam {scored['seam_score']:.2f}  "
-                  f"bake {baked['seconds']:.1f} s  peak {baked['peak_rss_mb']:.0f} MB  atlas {baked['texture_size']}",
+                  f"bake {baked['seconds']:.1f} s (cpu {baked.get('cpu_seconds', float('nan')):.1f} s)  peak {baked['peak_rss_mb']:.0f} MB  atlas {baked['texture_size']}",
                   flush=True)
         results["sets"][set_name] = {"holdout": holdout, "registered": len(registered), "engines": per_engine}
+        if args.figures:
+            for path in write_figures(set_name, per_engine, work, holdout, args.eval_size, args.figures):
+                print(f"figure: {path}")
     out_json = args.runs / f"texture_{args.quality}.json"
     out_json.write_text(json.dumps(results, indent=2))
     print(f"results: {out_json}")
+    section = markdown_section(results, args.figures)
+    print(section)
+    if args.update_docs:
+        update_docs(section)
     return 0
 
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from openscancloud.engine import texture, texture_labels, texture_levelling, texture_views
+from openscancloud.engine import texture, texture_labels, texture_levelling, texture_seams, texture_views
 
 W, H, FOCAL, DIST = 320, 240, 400.0, 3.0
 
@@ -168,11 +168,36 @@ def test_full_resolution_reads_keep_memory_flat(tmp_path):
     assert peak_reduced < decoded_bytes / 8
 
 
-@pytest.mark.parametrize("area, cap, expected", [(1e3, 4096, 512), (2e6, 4096, 2048), (1e9, 4096, 4096)])
-def test_atlas_side_follows_the_object_size_in_the_photos(area, cap, expected):
-    side = texture.atlas_side(np.array([area]), cap)
-    assert side % texture.ATLAS_STEP == 0
-    if expected == 2048:  # about the pixels that need storing, plus packing slack
-        assert 1536 <= side <= 2560
-    else:
-        assert side == expected
+def test_atlas_density_follows_the_object_size_in_the_photos():
+    V, F = plane_mesh(16)  # a 2 × 2 square
+    tri = V[F]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    # the square covers 600 × 600 photo pixels in its best views → ~300 texels per unit length
+    density = texture.texel_density(np.full(len(F), 600.0 ** 2 / len(F)), area)
+    assert density == pytest.approx(300 * texture.OVERSAMPLE)
+    vmap, F2, UV, side = texture.unwrap(V, F, density, 4096)
+    assert np.array_equal(vmap[F2], F)
+    assert side % texture.ATLAS_STEP == 0 and 512 <= side <= 1024
+    extent = (UV.max(0) - UV.min(0)) * side  # texels spanned by the charts
+    assert extent.max() >= 0.9 * density  # a chart spans at least one unit at the requested density
+    # a cap smaller than the need shrinks the charts into the capped atlas
+    _, _, UV_small, side_small = texture.unwrap(V, F, density * 4, 1024)
+    assert side_small == 1024 and UV_small.max() <= 1.0 + 1e-9
+
+
+def test_seam_blending_closes_a_step_between_patches_and_leaves_the_rest_alone():
+    rng = np.random.default_rng(5)
+    detail = rng.normal(0, 8, (64, 64, 3)).astype(np.float32)
+    colour = 120 + detail
+    labels = np.zeros((64, 64), np.int16)
+    labels[:, 32:] = 1
+    colour[:, 32:] += 30  # photo 1 is brighter: a step at column 32
+    labels[:, 60:] = -1  # padding: never touched
+    out = texture_seams.blend_seams(colour, labels)
+    step_before = np.abs(colour[:, 32] - colour[:, 31]).mean()
+    step_after = np.abs(out[:, 32] - out[:, 31]).mean()
+    assert step_before > 25 and step_after < 0.3 * step_before
+    assert np.allclose(out[:, :20], colour[:, :20], atol=0.5)  # far from the seam: untouched
+    assert np.array_equal(out[:, 60:], colour[:, 60:])
+    # detail survives near the seam: the correction is smooth
+    assert np.std(out[:, 28:31] - colour[:, 28:31]) < 4

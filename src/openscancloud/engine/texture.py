@@ -24,7 +24,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from . import texture_labels, texture_levelling, texture_views
+from . import texture_labels, texture_levelling, texture_seams, texture_views
 from .context import StageContext, StageResult, load_done, save_done
 from .errors import EngineError
 from .ingest import IngestResult
@@ -33,12 +33,12 @@ from .sparse import SparseResult, camera_arrays
 
 log = logging.getLogger(__name__)
 
-METHOD = "mrf-levelled-fullres-1"  # part of the resume key: a different method never reuses a saved atlas
+METHOD = "mrf-levelled-blended-fullres-1"  # part of the resume key: a different method never reuses a saved atlas
 MIN_ATLAS = 512
 ATLAS_STEP = 256  # atlas sides are multiples of this
-PACK_EFFICIENCY = 0.7  # share of an xatlas atlas covered by charts (measured ~0.7-0.8 with padding 4)
 OVERSAMPLE = 1.15  # texels per photo pixel (linear): a little more than 1 survives bilinear resampling
-CHART_PADDING = 4  # texels between charts, against bleeding at the first mip levels
+CHART_PADDING = 2  # texels between charts (+ pull-push fill): no bleeding at the first mip levels; with
+# ~80k triangles in thousands of small charts, more padding costs a large share of the atlas
 
 
 @dataclass
@@ -53,11 +53,14 @@ class TextureResult(StageResult):
         return data["vertices"], data["faces"], data["uvs"]
 
 
-def unwrap(vertices: np.ndarray, faces: np.ndarray, size: int, padding: int = CHART_PADDING
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """xatlas charts scaled to fill a `size`² atlas: (vertex index map, new faces, uvs in [0,1], v up).
+def unwrap(vertices: np.ndarray, faces: np.ndarray, texels_per_unit: float, max_side: int,
+           padding: int = CHART_PADDING) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """xatlas charts at `texels_per_unit` (texels per unit of length) in one square atlas of at most `max_side`.
 
-    Face i of the result is face i of the input (xatlas keeps the order), with vertices split along seams."""
+    Returns (vertex index map, new faces, uvs in [0,1] of the square atlas, v up, atlas side).  xatlas packs at
+    the requested density and reports the atlas it needed; only when that exceeds `max_side` are the charts
+    scaled down to fit (the density then drops by the same factor).  Face i of the result is face i of the
+    input (xatlas keeps the order), with vertices split along seams."""
     import xatlas
 
     atlas = xatlas.Atlas()
@@ -65,13 +68,21 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, size: int, padding: int = CH
     chart = xatlas.ChartOptions()
     chart.max_iterations = 1  # the default 4 refinement passes cost a lot and change little
     pack = xatlas.PackOptions()
-    pack.resolution = size
+    pack.texels_per_unit = float(texels_per_unit)
+    pack.resolution = 0  # one atlas, as large as the density needs
     pack.padding = padding
     pack.bilinear = True
     pack.blockAlign = True
     atlas.generate(chart, pack)
     vmapping, indices, uvs = atlas[0]
-    return vmapping.astype(np.int64), indices.astype(np.int64), uvs.astype(np.float64)
+    w, h = int(atlas.width), int(atlas.height)
+    needed = max(w, h, 1)
+    side = int(min(max_side, max(MIN_ATLAS, int(np.ceil(needed / ATLAS_STEP)) * ATLAS_STEP)))
+    # xatlas' uvs are relative to its w × h atlas; in the square atlas the charts keep their texel size (a
+    # corner of it when side > needed) or shrink by side / needed when capped
+    denominator = max(side, needed)
+    uvs = uvs.astype(np.float64) * [w / denominator, h / denominator]
+    return vmapping.astype(np.int64), indices.astype(np.int64), uvs, side
 
 
 def rasterize_uv(faces: np.ndarray, uvs: np.ndarray, size: int) -> np.ndarray:
@@ -95,7 +106,7 @@ def texel_positions(V: np.ndarray, F: np.ndarray, UV: np.ndarray, size: int, xs:
     """3D point and barycentric coordinates (both float32) under each texel centre; in chunks to bound memory."""
     P = np.stack([UV[:, 0] * size, (1.0 - UV[:, 1]) * size], 1)
     X = np.empty((len(xs), 3), np.float32)
-    B = np.empty((len(xs), 3), np.float32)
+    weights = np.empty((len(xs), 3), np.float32)
     for s in range(0, len(xs), chunk):
         f = fid[s:s + chunk]
         A, B, C = P[F[f, 0]], P[F[f, 1]], P[F[f, 2]]
@@ -108,8 +119,8 @@ def texel_positions(V: np.ndarray, F: np.ndarray, UV: np.ndarray, size: int, xs:
         bary = np.clip(np.stack([1 - b1 - b2, b1, b2], 1), 0, 1)
         bary /= np.maximum(bary.sum(1, keepdims=True), 1e-12)
         X[s:s + chunk] = (bary[:, 0:1] * V[F[f, 0]] + bary[:, 1:2] * V[F[f, 1]] + bary[:, 2:3] * V[F[f, 2]])
-        B[s:s + chunk] = bary
-    return X, B
+        weights[s:s + chunk] = bary
+    return X, weights
 
 
 def pull_push_fill(color: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -142,13 +153,12 @@ def pull_push_fill(color: np.ndarray, known: np.ndarray) -> np.ndarray:
     return out
 
 
-def atlas_side(face_area_px: np.ndarray, cap: int) -> int:
-    """Atlas side (px) that gives every triangle about as many texels as its chosen photo has pixels for it.
+def texel_density(face_area_px: np.ndarray, face_area: np.ndarray) -> float:
+    """Texels per unit length that give the triangles about as many texels as their chosen photos have pixels.
 
-    `face_area_px` is each labelled triangle's projected area in its photo at full resolution."""
-    texels = float(face_area_px.sum()) * OVERSAMPLE ** 2 / PACK_EFFICIENCY
-    side = int(np.ceil(np.sqrt(max(texels, 1.0)) / ATLAS_STEP) * ATLAS_STEP)
-    return int(min(max(side, MIN_ATLAS), cap))
+    `face_area_px`: each labelled triangle's projected area in its photo at full resolution; `face_area`: its
+    area in the mesh's units."""
+    return float(OVERSAMPLE * np.sqrt(max(float(face_area_px.sum()), 1.0) / max(float(face_area.sum()), 1e-30)))
 
 
 def reduction_for(pixels_per_texel: float) -> int:
@@ -250,6 +260,8 @@ def run(mesh: MeshResult, sparse: SparseResult, ingest: IngestResult, ctx: Stage
     del scene
     # 2. one photo per triangle
     labels = texture_labels.select_views(fv.quality, F, progress=lambda f, msg: ctx.report(0.4 + 0.15 * f, msg))
+    if not (labels >= 0).any():
+        raise EngineError("None of the photos sees the surface clearly enough to texture it.")
     ctx.check_cancelled()
     # 3. colour levelling offsets per (vertex, photo)
     ctx.report(0.56, "levelling colours across seams")
@@ -260,9 +272,11 @@ def run(mesh: MeshResult, sparse: SparseResult, ingest: IngestResult, ctx: Stage
     labelled = np.nonzero(labels >= 0)[0]
     scale = np.array([views[n].original_width / cams[n]["width"] if n in views else 1.0 for n in names])
     face_px = fv.area_px[labelled, labels[labelled]] * scale[labels[labelled]] ** 2
-    size = atlas_side(face_px, cap)
-    ctx.report(0.6, f"unwrapping {len(F)} triangles into a {size}² atlas")
-    vmap, F2, UV = unwrap(V, F, size)
+    tri = V[F[labelled]]
+    face_area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    density = texel_density(face_px, face_area)
+    ctx.report(0.6, f"unwrapping {len(F)} triangles")
+    vmap, F2, UV, size = unwrap(V, F, density, cap)
     if len(F2) != len(F) or not np.array_equal(vmap[F2], F):
         raise EngineError("The UV unwrapper changed the triangles; the texture cannot be baked.")
     V2 = V[vmap]
@@ -299,13 +313,22 @@ def run(mesh: MeshResult, sparse: SparseResult, ingest: IngestResult, ctx: Stage
         c += np.einsum("ni,nic->nc", bary[texels], offsets[pairs].astype(np.float32))
         colour[texels] = c
         known_texels[texels] = True
-        ctx.report(0.7 + 0.22 * (i + 1) / len(used), f"colour from {i + 1}/{len(used)} photos")
+        ctx.report(0.7 + 0.18 * (i + 1) / len(used), f"colour from {i + 1}/{len(used)} photos")
         ctx.check_cancelled()
-    atlas = np.zeros((size, size, 3), np.uint8)
+    del X, bary
+    ctx.report(0.9, "blending seams")
+    label_image = np.full((size, size), -1, np.int16 if len(names) < 32000 else np.int32)
+    label_image[ys[known_texels], xs[known_texels]] = texel_label[known_texels]
+    blended = np.zeros((size, size, 3), np.float32)
+    blended[ys[known_texels], xs[known_texels]] = colour[known_texels]
+    del colour
+    blended = texture_seams.blend_seams(blended, label_image)
+    del label_image
     known = np.zeros((size, size), bool)
-    atlas[ys[known_texels], xs[known_texels]] = np.clip(np.round(colour[known_texels]), 0, 255).astype(np.uint8)
     known[ys[known_texels], xs[known_texels]] = True
-    del colour, X, bary
+    atlas = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+    del blended
+    atlas[~known] = 0
     ctx.report(0.93, "filling seams")
     atlas = pull_push_fill(atlas, known)
     tex_path = ctx.work_dir / "texture.png"
