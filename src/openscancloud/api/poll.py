@@ -95,7 +95,8 @@ class ProjectPoller:
         if cached is not None and now - cached[0] < ETA_INPUTS_TTL:
             return cached[1]
         inputs = await self._blocking(self.ctx.service.eta_inputs, quality)
-        self._eta_cache[quality] = (now, inputs)
+        if inputs.model is not None:  # "no history yet" is not cached: the first finished job counts at once
+            self._eta_cache[quality] = (now, inputs)
         return inputs
 
     async def _snapshot(self, secret: str | None, name: str | None, project_id: str | None, rest: bool,
