@@ -140,6 +140,6 @@ async def _receive(request: Request, ctx: AppContext, project_id: str, index: in
         except ClientDisconnect:  # nothing was kept: a broken plain upload never counts as a part
             return _gone_client()
         offset = part.size
-    await run_in_threadpool(ctx.service.record_part, project_id, g, index, part.size, part.sha256)
+    await run_in_threadpool(ctx.service.record_part, project_id, g, index, part.size, part.sha256, writer)
     return JSONResponse({"part": index, "size": part.size, "sha256": part.sha256, "offset": offset,
                          "complete": True})

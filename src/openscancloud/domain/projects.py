@@ -226,12 +226,17 @@ class Projects:
         with self.uow() as repo:
             repo.release_part_writer(project_id, index, writer)
 
-    def record_part(self, project_id: str, generation: int, index: int, size: int, sha256: str) -> None:
+    def record_part(self, project_id: str, generation: int, index: int, size: int, sha256: str,
+                    writer: str | None = None) -> None:
+        """Record a complete part. `writer`: the upload's claim, which must still be its own (a stalled upload
+        whose claim another request took over is not recorded)."""
         with self.uow() as repo:
             project = repo.project_by_id(project_id, lock=True)
             if project is None or project.upload_generation != generation or project.status not in ACCEPTS_UPLOADS:
                 raise Conflict("The project changed while this part was uploading; the part was not kept.",
                                code="not_uploading")
+            if writer is not None and not repo.touch_part_writer(project_id, index, writer, self.clock()):
+                raise Conflict("Another upload of this part took over; this one was not kept.", code="part_busy")
             others = sum(p.size for p in repo.parts_of(project_id) if p.index != index)
             if others + size > project.filesize:
                 raise TooLarge(f"With this part the upload would be {others + size} bytes, more than the "
