@@ -95,6 +95,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="osc-guards-") as tmp:
         data_dir = Path(tmp) / "data"
         servers = {mode: start(mode, data_dir) for mode in ("guarded", "plain")}
@@ -130,19 +131,23 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(timeout=30)
 
+    load_after = os.getloadavg()[0]
     rows = []
     for name, by_mode in results.items():
         g, p = statistics.median(by_mode["guarded"]), statistics.median(by_mode["plain"])
-        rows.append(f"| {name} | {g:.0f} | {p:.0f} | **{g / p:.2f}** |")
+        spread = " / ".join(f"{a:.0f}:{b:.0f}" for a, b in zip(by_mode["guarded"], by_mode["plain"]))
+        rows.append(f"| {name} | {g:.0f} | {p:.0f} | **{g / p:.2f}** | {spread} |")
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = (f"`.venv/bin/python bench/guards.py --rounds {args.rounds} --seconds {args.seconds:g} "
             f"--clients {args.clients}` — {when}. Two API processes on one SQLite data dir (127.0.0.1): *guarded* "
             "as `serve` runs it (request-limits middleware, httptools with header size/time guards), *plain* the "
             "same app without the middleware on stock httptools; measured alternately, medians of "
             f"{args.rounds} rounds of {args.seconds:g} s with {args.clients} concurrent clients; {errors} errors. "
-            "The load generator shares the 2 cores with the servers (and other work), so absolute figures are "
-            "low; the ratio is what this measures.\n\n"
-            "| call | guarded req/s | plain req/s | guarded / plain |\n|---|---|---|---|\n" + "\n".join(rows))
+            "The load generator shares the 2 cores with the servers (and other work: 1-min load average "
+            f"{load_before:.1f} before, {load_after:.1f} after), so absolute figures are low and single rounds "
+            "vary a lot; the median ratio is what this measures.\n\n"
+            "| call | guarded req/s | plain req/s | guarded / plain | rounds (guarded:plain) |\n|---|---|---|---|---|\n"
+            + "\n".join(rows))
     print(body)
     if not args.no_write:
         update_block(REPO / "docs" / "benchmarks.md", "### Guards (`bench/guards.py`)", body)
