@@ -56,6 +56,8 @@ def json_depth(data: bytes) -> int:
 
 
 class RequestLimits:
+    """ASGI middleware: per-endpoint body limit, JSON depth, HEAD as GET, OPTIONS (see the module docstring)."""
+
     def __init__(self, app: Any, settings: Settings) -> None:
         self.app = app
         self.settings = settings
