@@ -51,6 +51,7 @@ def _context(data_dir: Optional[Path]) -> AppContext:
     if not chosen and settings.database_url is None and not (settings.data_dir / "openscan.db").exists():
         _fail(f"no server data in {where}: pass the --data-dir (or set OPENSCAN_DATA_DIR) that 'serve' uses.", 2)
     typer.echo(f"data directory: {where}", err=True)
+    os.umask(0o077)  # a database or secret key created by an admin command is private too
     return build_context(settings)
 
 

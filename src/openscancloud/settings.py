@@ -90,9 +90,9 @@ class Settings(BaseSettings):
                                           "headers within this time, else the connection is closed")
     trusted_proxies: str = Field(default="", description="comma-separated addresses of reverse proxies whose "
                                  "X-Forwarded-For/-Proto are believed (e.g. 127.0.0.1 behind nginx); empty: none")
-    part_writer_stale_seconds: int = Field(default=60, description="a part upload that sent nothing for this long "
-                                           "no longer blocks another upload of the same part")
-    start_timeout_seconds: int = Field(default=3600, description="a start (join + zip check) that did not finish "
+    part_writer_stale_seconds: int = Field(default=30, description="a part upload that sent nothing for this long "
+                                           "no longer blocks a resumable (Content-Range) upload of the same part")
+    start_timeout_seconds: int = Field(default=900, description="a start (join + zip check) that did not finish "
                                        "in this time is considered dead, and the project can be started again")
 
     # --- zip checks ---------------------------------------------------------------------------------------

@@ -97,11 +97,20 @@ def test_retention_cleanup(env):
 
 
 def test_public_allowance_is_rolling_24h(env):
+    """The public token is charged when a project starts (announcing one is free); what was charged comes back
+    24 hours later."""
     ctx, client = env  # allowance 0.001 GB = 1 MB
     public = ctx.service.public_token()
-    ok = client.get("/createProject", params=dict(token=public, project="a.zip", photos=1, parts=1,
-                                                  filesize=600_000), auth=AUTH)
-    assert ok.status_code == 200
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("a.jpg", bytes(range(256)) * 2343)  # ~600 kB that do not compress
+    data = buf.getvalue()
+    assert 590_000 < len(data) < 610_000
+    made = client.get("/createProject", params=dict(token=public, project="a.zip", photos=1, parts=1,
+                                                    filesize=len(data)), auth=AUTH)
+    assert made.status_code == 200
+    assert client.post(made.json()["ulink"][0], content=data).status_code == 200
+    assert client.get("/startProject", params=dict(token=public, project="a.zip"), auth=AUTH).status_code == 200
     r = client.get("/createProject", params=dict(token=public, project="b.zip", photos=1, parts=1,
                                                  filesize=600_000), auth=AUTH)
     assert r.status_code == 402

@@ -93,10 +93,15 @@ def photos_zip(n: int = 4, seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
-def start_live(settings: Settings) -> LiveServer:
+def start_live(settings: Settings, protocol: str | None = None) -> LiveServer:
+    """`protocol`: None = what `serve` picks (httptools when installed), "h11" = the guarded h11 protocol."""
+    from openscancloud.api.limits import guarded_h11
+
     app = create_app(settings, maintenance=False)
     port = free_port()
     config = uvicorn_config(app, settings, "127.0.0.1", port, log_level="warning")
+    if protocol == "h11":
+        config.http = guarded_h11(settings.header_timeout_seconds)
     import uvicorn
 
     server = uvicorn.Server(config)
@@ -116,11 +121,11 @@ def live(tmp_path: Path) -> Callable[..., LiveServer]:
     """`live(**settings)` → a running server on SQLite (stopped after the test)."""
     servers: list[LiveServer] = []
 
-    def make(**overrides: Any) -> LiveServer:
+    def make(protocol: str | None = None, **overrides: Any) -> LiveServer:
         values = dict(data_dir=tmp_path / f"data{len(servers)}", part_limit_bytes=1_000_000,
                       maintenance_interval_seconds=0, webhook_backoff_seconds=0.05)
         values.update(overrides)
-        servers.append(start_live(Settings(**values)))
+        servers.append(start_live(Settings(**values), protocol))
         return servers[-1]
 
     yield make

@@ -115,3 +115,31 @@ def test_reset_racing_a_start_never_fails_with_500(live_db, make_zip, racer):
         assert project.starting_at is None
         if project.status == "queued":  # the start won: its input must be there
             assert srv.ctx.storage.input_size(info["id"]) == project.filesize
+
+
+def test_appends_take_turns_and_a_whole_part_upload_takes_over(live_db):
+    srv = live_db()
+    token = srv.private_token()
+    size = 40_000
+    info = srv.create(token, "turns.zip", b"t" * size, part_size=size)
+    link = info["ulink"][0]
+    started = threading.Event()
+    result: dict = {}
+
+    def slow_append() -> None:
+        result["slow"] = httpx.put(link, content=_slow_body(b"a" * 20_000, 1000, started), timeout=60,
+                                   headers={"Content-Range": f"bytes 0-19999/{size}"})
+
+    t = threading.Thread(target=slow_append)
+    t.start()
+    assert started.wait(30)
+    busy = httpx.put(link, content=b"b" * 100, headers={"Content-Range": f"bytes 0-99/{size}"}, timeout=60)
+    assert busy.status_code == 409 and busy.json()["error"] == "part_busy"
+    whole = httpx.put(link, content=b"w" * size, timeout=60)  # e.g. the client's retry: it wins
+    assert whole.status_code == 200 and whole.json()["sha256"] == hashlib.sha256(b"w" * size).hexdigest()
+    t.join(60)
+    assert result["slow"].status_code == 409 and result["slow"].json()["error"] == "part_busy"
+    with srv.ctx.service.uow() as repo:
+        (part,) = repo.parts_of(info["id"])
+    assert part.sha256 == hashlib.sha256(b"w" * size).hexdigest()
+    assert srv.legacy("startProject", token=token, project="turns.zip").json()["error"] == "corrupt_zip"

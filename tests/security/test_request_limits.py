@@ -8,6 +8,7 @@ import socket
 import time
 
 import httpx
+import pytest
 
 from openscancloud.domain.tokens import TokenKind
 
@@ -67,15 +68,17 @@ def test_deeply_nested_json_is_a_4xx_not_a_500(live):
     assert r.status_code == 200
 
 
-def test_oversized_headers_are_refused(live):
-    srv = live(max_header_bytes=16_384)
+@pytest.mark.parametrize("protocol", ["httptools", "h11"])
+def test_oversized_headers_are_refused(live, protocol):
+    srv = live(protocol=protocol if protocol == "h11" else None, max_header_bytes=16_384)
     answer = _raw(srv, b"GET /status HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 2_000_000 + b"\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 4") or answer == b""
     assert httpx.get(f"{srv.url}/status", headers={"X-Ok": "a" * 8000}).status_code == 200
 
 
-def test_half_sent_request_heads_are_closed_after_the_header_timeout(live):
-    srv = live(header_timeout_seconds=1.0)
+@pytest.mark.parametrize("protocol", ["httptools", "h11"])
+def test_half_sent_request_heads_are_closed_after_the_header_timeout(live, protocol):
+    srv = live(protocol=protocol if protocol == "h11" else None, header_timeout_seconds=1.0)
     host, port = srv.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as s:
         started = time.monotonic()

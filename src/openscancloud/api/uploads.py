@@ -8,8 +8,10 @@
   410 expired link, 403 bad signature or revoked token, 409 `part_busy` while another request writes the part;
 * answers `{"part", "size", "sha256"}` (complete) or `{"offset"}` (202, more to come).
 
-One writer per part: the request first claims the part in the database (`begin_part_upload`), keeps the claim
-fresh while bytes flow and releases it at the end, so what is recorded is always what was renamed into place.
+One writer per part: the request first claims the part in the database (`begin_part_upload`; a whole-part upload
+takes the claim over, a `Content-Range` append waits its turn), keeps the claim fresh while bytes flow, checks it
+once more when the body has ended and releases it at the end; only the holder records the part. Joining the
+parts at start compares every part with its record, the last line of defence.
 """
 
 from __future__ import annotations
@@ -47,23 +49,27 @@ def _too_large(limit: int) -> TooLarge:
                     "declared when the project was created).", code="part_too_large")
 
 
-TOUCH_SECONDS = 15.0
-
-
 async def _claimed(ctx: AppContext, project_id: str, index: int, writer: str,
                    chunks: AsyncIterator[bytes], bound: int, hit: dict[str, bool]) -> AsyncIterator[bytes]:
-    """Pass the body on while refreshing this request's claim on the part; stop (PartTooLarge) past `bound`."""
+    """Pass the body on while refreshing this request's claim on the part (checked before a chunk is passed on,
+    and once more at the end); stop (PartTooLarge) past `bound`."""
+    touch_every = ctx.settings.part_writer_stale_seconds / 3
     seen, last = 0, time.monotonic()
+
+    async def still_mine() -> None:
+        if not await run_in_threadpool(ctx.service.touch_part_upload, project_id, index, writer):
+            raise Conflict("Another upload of this part took over; this one was not kept.", code="part_busy")
+
     async for chunk in chunks:
         seen += len(chunk)
         if seen > bound:
             hit["bound"] = True
             raise PartTooLarge()
-        if time.monotonic() - last > TOUCH_SECONDS:
+        if time.monotonic() - last > touch_every:
             last = time.monotonic()
-            if not await run_in_threadpool(ctx.service.touch_part_upload, project_id, index, writer):
-                raise Conflict("Another upload of this part took over; this one was not kept.", code="part_busy")
+            await still_mine()
         yield chunk
+    await still_mine()
 
 
 @router.head("/upload/{project_id}/{index}")
@@ -81,7 +87,8 @@ async def upload_part(request: Request, project_id: str, index: int, g: int = 0,
     ctx = get_ctx(request)
     _verify(request, project_id, index, g, e, s)
     writer = uuid.uuid4().hex
-    allowance = await run_in_threadpool(ctx.service.begin_part_upload, project_id, g, index, writer)
+    takeover = not request.headers.get("content-range")  # a whole part replaces; appends take turns
+    allowance = await run_in_threadpool(ctx.service.begin_part_upload, project_id, g, index, writer, takeover)
     try:
         return await _receive(request, ctx, project_id, index, g, writer, allowance)
     except FileNotFoundError:  # reset/cancel/delete removed the project's files while this part was arriving
@@ -140,6 +147,6 @@ async def _receive(request: Request, ctx: AppContext, project_id: str, index: in
         except ClientDisconnect:  # nothing was kept: a broken plain upload never counts as a part
             return _gone_client()
         offset = part.size
-    await run_in_threadpool(ctx.service.record_part, project_id, g, index, part.size, part.sha256)
+    await run_in_threadpool(ctx.service.record_part, project_id, g, index, part.size, part.sha256, writer)
     return JSONResponse({"part": index, "size": part.size, "sha256": part.sha256, "offset": offset,
                          "complete": True})

@@ -123,10 +123,11 @@ class SqlRepository:
         return int(created or 0), int(open_count or 0), int(open_bytes or 0)
 
     def claim_part_writer(self, project_id: str, index: int, writer: str, now: datetime,
-                          stale_before: datetime) -> bool:
-        """Become the one writer of a part unless a fresh writer holds it (the caller holds the project lock)."""
+                          stale_before: datetime, takeover: bool = False) -> bool:
+        """Become the one writer of a part unless a fresh writer holds it and `takeover` is off (the caller
+        holds the project lock)."""
         row = self.s.get(PartWriter, (project_id, index))
-        if row is not None and row.touched_at >= stale_before:
+        if row is not None and row.touched_at >= stale_before and not takeover:
             return False
         if row is None:
             self.s.add(PartWriter(project_id=project_id, index=index, writer=writer, touched_at=now))

@@ -207,15 +207,21 @@ class Projects:
         if not 0 <= index < project.parts:
             raise NotFound(f"Part {index} does not exist: the project has {project.parts} parts.")
 
-    def begin_part_upload(self, project_id: str, generation: int, index: int, writer: str) -> int:
-        """Become the one writer of a part (409 `part_busy` while another request writes it) and return how many
-        bytes it may have: the part limit, and never more than the declared filesize minus the other parts."""
+    def begin_part_upload(self, project_id: str, generation: int, index: int, writer: str,
+                          takeover: bool = False) -> int:
+        """Become the one writer of a part and return how many bytes it may have: the part limit, and never more
+        than the declared filesize minus the other parts.
+
+        A whole-part upload (`takeover`) always becomes the writer — typically the client's retry after a
+        broken connection or a crashed server — and the older upload, if still running, is refused at its next
+        step. A resumable `Content-Range` append appends to one shared partial file, so it gets 409 `part_busy`
+        while another writer is active (until that one has been silent for `part_writer_stale_seconds`)."""
         now = self.clock()
         with self.uow() as repo:
             project = repo.project_by_id(project_id, lock=True)
             self._check_link_target(repo, project, generation, index)
             stale = now - timedelta(seconds=self.settings.part_writer_stale_seconds)
-            if not repo.claim_part_writer(project_id, index, writer, now, stale):
+            if not repo.claim_part_writer(project_id, index, writer, now, stale, takeover):
                 raise Conflict(f"Part {index} is being uploaded by another request right now; wait for it to "
                                "finish or fail, then try again.", code="part_busy")
             others = sum(p.size for p in repo.parts_of(project_id) if p.index != index)
@@ -230,12 +236,17 @@ class Projects:
         with self.uow() as repo:
             repo.release_part_writer(project_id, index, writer)
 
-    def record_part(self, project_id: str, generation: int, index: int, size: int, sha256: str) -> None:
+    def record_part(self, project_id: str, generation: int, index: int, size: int, sha256: str,
+                    writer: str | None = None) -> None:
+        """Record a complete part. `writer`: the upload's claim, which must still be its own (a stalled upload
+        whose claim another request took over is not recorded)."""
         with self.uow() as repo:
             project = repo.project_by_id(project_id, lock=True)
             if project is None or project.upload_generation != generation or project.status not in ACCEPTS_UPLOADS:
                 raise Conflict("The project changed while this part was uploading; the part was not kept.",
                                code="not_uploading")
+            if writer is not None and not repo.touch_part_writer(project_id, index, writer, self.clock()):
+                raise Conflict("Another upload of this part took over; this one was not kept.", code="part_busy")
             others = sum(p.size for p in repo.parts_of(project_id) if p.index != index)
             if others + size > project.filesize:
                 raise TooLarge(f"With this part the upload would be {others + size} bytes, more than the "
