@@ -217,8 +217,10 @@ def test_event_stream_pushes_changes_and_ends_at_a_terminal_state(live):
                 if item[0] == "comment" and len(statuses) == 1:
                     _sql(ctx, "UPDATE jobs SET progress=0.6, stage='dense' WHERE id='js'")
                 if len(statuses) == 2 and item[0] == "status":
-                    _sql(ctx, "UPDATE jobs SET status='done', progress=1.0 WHERE id='js'")
-                    _sql(ctx, "UPDATE projects SET status='failed', error='engine said no' WHERE id=:p", p=pid)
+                    with ctx.db.engine.begin() as conn:  # one transaction: the stream must not see half of it
+                        conn.execute(text("UPDATE jobs SET status='failed', progress=1.0 WHERE id='js'"))
+                        conn.execute(text("UPDATE projects SET status='failed', error='engine said no' WHERE id=:p"),
+                                     {"p": pid})
         statuses = [d for e, d in seen if e == "status"]
         assert [s["status"] for s in statuses] == ["processing", "processing", "failed"]
         assert statuses[0]["progress"] == 10.0 and statuses[1]["progress"] == 60.0 and statuses[1]["stage"] == "dense"

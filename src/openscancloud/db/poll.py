@@ -214,7 +214,6 @@ class AsyncPgReader(PollReader):
 
     async def _execute(self, stmt: Any, params: dict[str, Any], many: bool) -> Any:
         import psycopg
-        from psycopg.rows import namedtuple_row
 
         self._bind_loop()
         sql, defaults = self._sql[id(stmt)]
@@ -222,10 +221,14 @@ class AsyncPgReader(PollReader):
         async with self._slots:  # type: ignore[union-attr]
             for attempt in (1, 2):
                 conn = self._idle.pop() if self._idle else await psycopg.AsyncConnection.connect(
-                    autocommit=True, row_factory=namedtuple_row, **self.connect_kwargs)
+                    autocommit=True, **self.connect_kwargs)
                 try:
                     cur = await conn.execute(sql, values)
-                    result = await (cur.fetchall() if many else cur.fetchone())
+                    if many:
+                        result = await cur.fetchall()
+                    else:  # plain tuples (cheapest to build) named by the cursor's columns
+                        row = await cur.fetchone()
+                        result = None if row is None else dict(zip([c.name for c in cur.description], row))
                 except psycopg.OperationalError:
                     # the server went away (restart, failover): the other idle connections are as dead as this one
                     stale, self._idle = self._idle, []
@@ -263,7 +266,7 @@ async def _close_quietly(conn: Any) -> None:
 
 
 def _snapshot(row: Any, parts_limit: int) -> Snapshot:
-    m = row._mapping if hasattr(row, "_mapping") else row._asdict()
+    m = row._mapping if hasattr(row, "_mapping") else row  # SQLAlchemy Row, or a dict from the async reader
     project = SimpleNamespace(**{c: m[f"p_{c}"] for c in _P_COLS})
     job = SimpleNamespace(**{c: m[f"j_{c}"] for c in _J_COLS}) if m["j_id"] is not None else None
     listed = project.parts <= parts_limit
