@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the few Debian packages the project needs beside its wheels: Open3D wants libusb and GL, Qt wants
-# xkbcommon/EGL/fontconfig, and the scale-out tests put nginx in front of two API replicas.
+# xkbcommon/EGL/fontconfig, the scale-out tests put nginx in front of two API replicas, and the suite needs a
+# PostgreSQL server (scripts/start-postgres.sh starts it for `make test`).
 # Idempotent: does nothing when they are all present; needs root (or sudo) only when something is missing.
 set -euo pipefail
 
-packages=(libusb-1.0-0 libgl1 libegl1 libgomp1 libglib2.0-0 libxkbcommon0 libfontconfig1 libdbus-1-3 nginx-light)
+packages=(libusb-1.0-0 libgl1 libegl1 libgomp1 libglib2.0-0 libxkbcommon0 libfontconfig1 libdbus-1-3 nginx-light postgresql)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
