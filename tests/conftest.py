@@ -50,7 +50,8 @@ def service_missing_fixture():
 
 
 def dataset_images(name: str) -> Path:
-    """The `images/` folder of a photo set in ../shared/datasets, or skip the test when it is absent."""
+    """The `images/` folder of a photo set under DATASETS_DIR; absent: a skip naming where it was looked for
+    (a failure in CI)."""
     images = DATASETS_DIR / name / "images"
     if not images.is_dir():
         service_missing(f"photo set {name!r} not found under {DATASETS_DIR} (set OPENSCAN_DATASETS)")
@@ -83,7 +84,7 @@ def synthetic_set():
 
 @pytest.fixture(scope="session")
 def photo_set():
-    """Factory fixture: `photo_set("kermit")` → Path of its images folder (skips when absent)."""
+    """Factory fixture: `photo_set("kermit")` → Path of its images folder (see dataset_images)."""
     return dataset_images
 
 

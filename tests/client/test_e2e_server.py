@@ -132,7 +132,7 @@ def test_server_restart_mid_upload_is_ridden_out(server_factory, drop_proxy, pho
             restarted.set()
             threading.Thread(target=lambda: (server.stop(), time.sleep(1.0), server.start()), daemon=True).start()
 
-    patient = RetryPolicy(attempts=30, base_delay=0.2, max_delay=1.0)
+    patient = RetryPolicy(attempts=60, base_delay=0.2, max_delay=2.0)  # rides out a restart of up to ~2 min
     with Client(proxy.url, token, paths=client_paths, chunk_size=64 * 1024, retry=patient) as client:
         result = client.upload(photo_set("kermit"), "kermit-restart", progress=restart_once)
         client.start()

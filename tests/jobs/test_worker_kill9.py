@@ -11,6 +11,7 @@ folder of a killed process is left behind.
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import signal
@@ -59,7 +60,7 @@ def _engine_running(worker: subprocess.Popen) -> bool:
 
 def _kill9(worker: subprocess.Popen) -> None:
     """`kill -9` of the worker's process group; its engine child (own session) dies with it (PDEATHSIG)."""
-    engines = [c for c in psutil.Process(worker.pid).children(recursive=True)]
+    engines = psutil.Process(worker.pid).children(recursive=True)
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait(10)
     gone, alive = psutil.wait_procs(engines, timeout=15)
@@ -91,8 +92,6 @@ def server(tmp_path):
 @pytest.mark.timeout(900)
 def test_kill9_of_the_worker_loses_nothing(server, photo_set, tmp_path):
     url, data_dir = server
-    import json
-
     user = json.loads(_service_cli(data_dir, "tokens", "create", "--kind", "private", "--forename", "Ada",
                                    "--surname", "Lovelace", "--email", "ada@example.org", "--json"))
     worker_token = _service_cli(data_dir, "tokens", "create", "--kind", "worker", "--label", "crash").strip()
