@@ -35,6 +35,14 @@ def test_placement_and_sub_model_warnings_name_what_was_left_out():
     assert checks.sub_model_warnings(subs[:1]) == []
 
 
+def test_cameras_on_weak_evidence_are_flagged():
+    assert checks.camera_warnings(0.6, 4.2, 850.0) == []
+    (weak,) = checks.camera_warnings(0.6, 3.1, 10.8)  # 12 photos placed on 42 points
+    assert "sees only 11 reconstructed points" in weak
+    (loose,) = checks.camera_warnings(2.4, 4.0, 500.0)
+    assert "2.40 px" in loose
+
+
 def _rings(radii: list[float], heights: list[float], per_ring: int = 12) -> np.ndarray:
     centers = []
     for r, h in zip(radii, heights):

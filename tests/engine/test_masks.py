@@ -142,7 +142,7 @@ def test_structure_from_motion_overrules_masks_that_cut_the_object(synthetic_set
 
     from openscancloud.engine import sparse
 
-    root = synthetic_set("small_plain_static")
+    root = synthetic_set("small_dots_static")  # dots: enough points on the object itself in one ring
     ring = _subset(root / "images", tmp_path / "ring", [f"img_{i:04d}.jpg" for i in range(12)])  # one ring
     ing = ingest.run(ring, make_ctx("ingest", tmp_path))
     result = masks.run(ing, make_ctx("masks", tmp_path))

@@ -109,6 +109,31 @@ def test_user_error_from_engine_fails_without_refund(server, photo_set):
     # exactly the charge of this upload stays used, nothing was refunded
 
 
+def test_engine_warnings_reach_the_project_status(server, photo_set, tmp_path):
+    """kermit plus two photos of sensor noise: the real engine places 11 of 13, the worker stores the warning with
+    the report and getProjectInfo / REST show it beside status done."""
+    import numpy as np
+    from PIL import Image
+
+    _engine_or_skip()
+    url, token, data_dir = server
+    images = sorted(photo_set("kermit").iterdir())
+    rng = np.random.default_rng(5)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)).save(tmp_path / f"noise{i}.jpg")
+    created = submit(url, token, "partial.zip", [*images, tmp_path / "noise0.jpg", tmp_path / "noise1.jpg"],
+                     quality="preview")
+    worker = Worker(url, worker_token(data_dir), name="test", max_image_size=480)
+    assert worker.run_once() is True
+    p = info(url, token, "partial.zip")
+    assert p["status"] == "done", p.get("error")
+    placed = [w for w in p["warnings"] if "could not be placed" in w]
+    assert len(placed) == 1 and "noise0.jpg" in placed[0] and "noise1.jpg" in placed[0]
+    rest = requests.get(f"{url}/api/v1/projects/{created['id']}", headers={"Authorization": f"Bearer {token}"})
+    assert rest.json()["warnings"] == p["warnings"]
+    assert p["report"]["warnings"] == p["warnings"]
+
+
 def test_worker_command_idle_and_bad_token(server):
     url, _, data_dir = server
     cmd = [sys.executable, "-m", "openscancloud.service_cli", "worker", "--server", url, "--once"]

@@ -21,6 +21,7 @@ from .errors import UserInputError
 MIN_PLACED_FRACTION = 0.5  # below this share of usable photos placed, the job fails
 MAX_REPROJECTION_PX = 1.5  # mean reprojection error above this: cameras or intrinsics are not consistent
 MIN_TRACK_LENGTH = 2.8  # mean photos per 3D point below this: points seen in barely two photos are weak
+MIN_OBSERVATIONS = 100  # mean 3D points seen per placed photo below this: its pose rests on a handful of points
 MAX_RING_RADIUS_SPREAD = 0.05  # turntable rings: radius varies by more than 5 % → the cameras are warped
 RING_HEIGHT_GAP = 0.05  # cameras whose heights differ by more than 5 % of the radius belong to different rings
 
@@ -56,8 +57,14 @@ def sub_model_warnings(sub_models: list[dict]) -> list[str]:
             f"Photos bridging the groups would join them."]
 
 
-def camera_warnings(mean_reprojection_px: float, mean_track_length: float | None) -> list[str]:
+def camera_warnings(mean_reprojection_px: float, mean_track_length: float | None,
+                    observations_per_photo: float | None = None) -> list[str]:
     out = []
+    if observations_per_photo is not None and 0 <= observations_per_photo < MIN_OBSERVATIONS:
+        out.append(f"Each placed photo sees only {observations_per_photo:.0f} reconstructed points on average "
+                   f"(at least {MIN_OBSERVATIONS} are expected): the camera positions rest on weak evidence and "
+                   f"the model may be distorted or incomplete. Plain objects need texture (a scanning spray or "
+                   f"a dotted pattern).")
     if mean_reprojection_px > MAX_REPROJECTION_PX:
         out.append(f"The camera positions fit the photos loosely (mean reprojection error "
                    f"{mean_reprojection_px:.2f} px, expected under {MAX_REPROJECTION_PX} px): the model may be "
@@ -121,7 +128,8 @@ def collect(*, ingest, masks, sparse, orientation) -> list[str]:
     out += getattr(masks, "warnings", None) or []
     out += placement_warnings(used, [ingest.view(n).source for n in sparse.unregistered])
     out += sub_model_warnings(sparse.extra.get("sub_models", []))
-    out += camera_warnings(sparse.mean_reprojection_error, sparse.extra.get("track_length_mean"))
+    out += camera_warnings(sparse.mean_reprojection_error, sparse.extra.get("track_length_mean"),
+                           sparse.extra.get("observations_per_image"))
     static_rig = masks.mode == "static-background"
     if static_rig:
         cams = sparse_stage.camera_arrays(sparse.load())
