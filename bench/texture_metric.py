@@ -60,6 +60,20 @@ def psnr(rendered: np.ndarray, photo: np.ndarray, mask: np.ndarray) -> float:
     return 10.0 * math.log10(255.0 ** 2 / mse)
 
 
+def exposure_matched(rendered: np.ndarray, photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`rendered` with a per-channel gain and offset (least squares over the mask) that best match the photo.
+
+    A held-out photo has its own exposure and white balance, which no texture built from the other photos can
+    know; PSNR after this match measures the texture, PSNR before it also the exposure difference."""
+    out = rendered.astype(np.float64).copy()
+    for c in range(rendered.shape[2]):
+        r, p = out[..., c][mask], photo[..., c][mask].astype(np.float64)
+        A = np.stack([r, np.ones_like(r)], 1)
+        (gain, offset), *_ = np.linalg.lstsq(A, p, rcond=None)
+        out[..., c] = out[..., c] * gain + offset
+    return np.clip(out, 0, 255)
+
+
 def _grey(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float64) if img.ndim == 3 else img.astype(np.float64)
 
@@ -182,6 +196,7 @@ def render_from_camera(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray,
 class ViewScore:
     view: str
     psnr_db: float
+    psnr_matched_db: float  # after a per-channel gain/offset match to the held-out photo's exposure
     ssim: float
     sharpness_ratio: float
     pixels: int
@@ -203,7 +218,8 @@ def score_view(vertices, faces, uvs, texture, photo: np.ndarray, K: np.ndarray, 
         w, h = w2, h2
     rendered, hit = render_from_camera(vertices, faces, uvs, texture, K, R, t, w, h)
     mask = cv2.erode(hit.astype(np.uint8), np.ones((2 * SILHOUETTE_ERODE_PX + 1,) * 2, np.uint8)).astype(bool)
-    score = ViewScore(name, psnr(rendered, photo, mask), ssim(rendered, photo, mask),
+    score = ViewScore(name, psnr(rendered, photo, mask), psnr(exposure_matched(rendered, photo, mask), photo, mask),
+                      ssim(rendered, photo, mask),
                       sharpness_ratio(rendered, photo, mask), int(mask.sum()))
     return score, rendered, photo
 
@@ -323,6 +339,7 @@ def score_bake(baked: dict, work: Path, holdout: list[str], max_side: int, crops
             cv2.imwrite(str(crops_dir / f"{Path(name).stem}_photo.png"), undistorted)
     return {
         "psnr_db": float(np.median([v.psnr_db for v in views])),
+        "psnr_matched_db": float(np.median([v.psnr_matched_db for v in views])),
         "ssim": float(np.median([v.ssim for v in views])),
         "sharpness_ratio": float(np.median([v.sharpness_ratio for v in views])),
         "seam_score": seam_score(V, F, UV, texture),
@@ -412,21 +429,24 @@ def markdown_section(results: dict, figures: Path | None) -> str:
              f"Command: `python bench/{results['command']}`  ",
              f"Machine: {results['machine']}; 1-minute load average {results['load'][0]:.1f} at the start "
              "(the machine was shared: wall times are pessimistic, CPU seconds are the fairer figure).", "",
-             "| set | engine | held out | PSNR dB | SSIM | sharpness | seam | atlas | bake s | bake CPU s | peak RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| set | engine | held out | PSNR dB | PSNR exposure-matched dB | SSIM | sharpness | seam | atlas | bake s "
+             "| bake CPU s | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for set_name, r in results["sets"].items():
         for label, e in r["engines"].items():
             lines.append(f"| {set_name} | {label} | {len(r['holdout'])}/{r['registered']} | {e['psnr_db']:.2f} | "
-                         f"{e['ssim']:.3f} | {e['sharpness_ratio']:.2f} | {e['seam_score']:.2f} | "
+                         f"{e.get('psnr_matched_db', float('nan')):.2f} | {e['ssim']:.3f} | {e['sharpness_ratio']:.2f} | {e['seam_score']:.2f} | "
                          f"{e['texture_size']}² | {e['seconds']:.0f} | {e.get('cpu_seconds', float('nan')):.0f} | "
                          f"{e['peak_rss_mb']:.0f} |")
     labels = list(next(iter(results["sets"].values()))["engines"]) if results["sets"] else []
     if len(labels) == 2:
         old, new = labels
-        lines += ["", f"{new} vs {old}:", "", "| set | ΔPSNR dB | ΔSSIM | sharpness | seam ratio |", "|---|---|---|---|---|"]
+        lines += ["", f"{new} vs {old}:", "", "| set | ΔPSNR dB | ΔPSNR matched dB | ΔSSIM | sharpness | seam ratio |",
+                  "|---|---|---|---|---|---|"]
         for set_name, r in results["sets"].items():
             a, b = r["engines"][old], r["engines"][new]
-            lines.append(f"| {set_name} | {b['psnr_db'] - a['psnr_db']:+.2f} | {b['ssim'] - a['ssim']:+.3f} | "
+            lines.append(f"| {set_name} | {b['psnr_db'] - a['psnr_db']:+.2f} | "
+                         f"{b['psnr_matched_db'] - a['psnr_matched_db']:+.2f} | {b['ssim'] - a['ssim']:+.3f} | "
                          f"{a['sharpness_ratio']:.2f} → {b['sharpness_ratio']:.2f} | "
                          f"{b['seam_score'] / max(a['seam_score'], 1e-9):.2f} |")
     if figures is not None:
@@ -501,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
             crops = args.crops / set_name if args.crops else None
             scored = score_bake(baked, work, holdout, args.eval_size, crops, label)
             per_engine[label] = {**baked, **scored}
-            print(f"{set_name:12s} {label:4s} PSNR {scored['psnr_db']:.2f} dB  SSIM {scored['ssim']:.3f}  "
+            print(f"{set_name:12s} {label:4s} PSNR {scored['psnr_db']:.2f} dB (matched {scored['psnr_matched_db']:.2f})  SSIM {scored['ssim']:.3f}  "
                   f"sharp {scored['sharpness_ratio']:.2f}  seam {scored['seam_score']:.2f}  "
                   f"bake {baked['seconds']:.1f} s (cpu {baked.get('cpu_seconds', float('nan')):.1f} s)  peak {baked['peak_rss_mb']:.0f} MB  atlas {baked['texture_size']}",
                   flush=True)

@@ -71,3 +71,14 @@ def test_seam_score_sees_a_colour_jump_across_a_chart_border(tm):
 def test_holdout_leaves_out_every_eighth_view_but_at_least_two(tm):
     assert tm.holdout_views([f"{i:03d}.jpg" for i in range(48)]) == [f"{i:03d}.jpg" for i in range(4, 48, 8)]
     assert len(tm.holdout_views([f"{i:02d}.jpg" for i in range(11)])) >= 2
+
+
+def test_exposure_matching_forgives_a_global_gain_but_not_blur(tm):
+    V, F, UV = textured_square()
+    tex = detailed_texture()
+    K, dist, R, t = look(tm)
+    photo, _ = tm.render_from_camera(V, F, UV, tex, K, R, t, W, H)
+    darker, _, _ = tm.score_view(V, F, UV, (tex * 0.7).astype(np.uint8), photo, K, dist, R, t, "darker", 4000)
+    assert darker.psnr_db < 25 and darker.psnr_matched_db > 40
+    blurred, _, _ = tm.score_view(V, F, UV, cv2.GaussianBlur(tex, (0, 0), 4.0), photo, K, dist, R, t, "b", 4000)
+    assert blurred.psnr_matched_db < 36
