@@ -123,45 +123,48 @@ def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
 
 
 def seam_score(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, texture: np.ndarray,
-               samples_per_edge: int = 8) -> float:
-    """Mean colour jump (8-bit levels) across the atlas' chart borders.
+               samples_per_edge: int = 8) -> tuple[float, float]:
+    """(seam score, raw jump) in 8-bit levels across the atlas' chart borders.
 
     A chart border is a 3D edge shared by two triangles whose uvs differ there.  Along it, each side is sampled
-    half a texel inside its own triangle; the score is the mean |Δ colour| over all samples and channels."""
+    half a texel inside its own triangle: the raw jump is the mean |Δ colour| between the two sides.  Part of
+    that is the texture's own gradient over one texel (larger in a coarser atlas), so the score subtracts the
+    jump between ½ and 1½ texels inside each side: what remains is the seam itself (0 = invisible)."""
     _, vid = np.unique(vertices, axis=0, return_inverse=True)
     vid = vid.reshape(-1)
-    corners = [(0, 1), (1, 2), (2, 0)]
     rows = []
-    for a, b in corners:
+    for a, b in ((0, 1), (1, 2), (2, 0)):
         ga, gb = vid[faces[:, a]], vid[faces[:, b]]
         lo, hi = np.minimum(ga, gb), np.maximum(ga, gb)
         flip = ga > gb
         rows.append(np.stack([lo, hi, np.arange(len(faces)), np.where(flip, b, a), np.where(flip, a, b)], 1))
     e = np.concatenate(rows)
-    order = np.lexsort((e[:, 2], e[:, 1], e[:, 0]))
-    e = e[order]
-    same = (e[1:, 0] == e[:-1, 0]) & (e[1:, 1] == e[:-1, 1])
-    i = np.nonzero(same)[0]
+    e = e[np.lexsort((e[:, 2], e[:, 1], e[:, 0]))]
+    i = np.nonzero((e[1:, 0] == e[:-1, 0]) & (e[1:, 1] == e[:-1, 1]))[0]
     f1, f2 = e[i, 2], e[i + 1, 2]
     uv1a, uv1b = uvs[faces[f1, e[i, 3]]], uvs[faces[f1, e[i, 4]]]
     uv2a, uv2b = uvs[faces[f2, e[i + 1, 3]]], uvs[faces[f2, e[i + 1, 4]]]
     border = (np.abs(uv1a - uv2a).max(1) > 1e-7) | (np.abs(uv1b - uv2b).max(1) > 1e-7)
     if not border.any():
-        return 0.0
+        return 0.0, 0.0
     f1, f2 = f1[border], f2[border]
     uv1a, uv1b, uv2a, uv2b = uv1a[border], uv1b[border], uv2a[border], uv2b[border]
     size = float(max(texture.shape[:2]))
     c1, c2 = uvs[faces[f1]].mean(1), uvs[faces[f2]].mean(1)
-    ts = (np.arange(samples_per_edge) + 0.5) / samples_per_edge
-    jumps = []
-    for t in ts:
-        p1 = uv1a * (1 - t) + uv1b * t
-        p2 = uv2a * (1 - t) + uv2b * t
-        d1, d2 = c1 - p1, c2 - p2
-        p1 = p1 + d1 / np.maximum(np.linalg.norm(d1, axis=1, keepdims=True) * size, 1e-12) * 0.5
-        p2 = p2 + d2 / np.maximum(np.linalg.norm(d2, axis=1, keepdims=True) * size, 1e-12) * 0.5
-        jumps.append(np.abs(sample_texture(texture, p1) - sample_texture(texture, p2)).mean(1))
-    return float(np.mean(np.concatenate(jumps)))
+
+    def inward(p: np.ndarray, centre: np.ndarray, texels: float) -> np.ndarray:
+        d = centre - p
+        return p + d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True) * size, 1e-12) * texels
+
+    across, within = [], []
+    for t in (np.arange(samples_per_edge) + 0.5) / samples_per_edge:
+        p1, p2 = uv1a * (1 - t) + uv1b * t, uv2a * (1 - t) + uv2b * t
+        s1, s2 = sample_texture(texture, inward(p1, c1, 0.5)), sample_texture(texture, inward(p2, c2, 0.5))
+        d1, d2 = sample_texture(texture, inward(p1, c1, 1.5)), sample_texture(texture, inward(p2, c2, 1.5))
+        across.append(np.abs(s1 - s2).mean(1))
+        within.append(0.5 * (np.abs(s1 - d1).mean(1) + np.abs(s2 - d2).mean(1)))
+    jump = float(np.mean(np.concatenate(across)))
+    return max(0.0, jump - float(np.mean(np.concatenate(within)))), jump
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -342,7 +345,7 @@ def score_bake(baked: dict, work: Path, holdout: list[str], max_side: int, crops
         "psnr_matched_db": float(np.median([v.psnr_matched_db for v in views])),
         "ssim": float(np.median([v.ssim for v in views])),
         "sharpness_ratio": float(np.median([v.sharpness_ratio for v in views])),
-        "seam_score": seam_score(V, F, UV, texture),
+        **dict(zip(("seam_score", "seam_jump"), seam_score(V, F, UV, texture))),
         "views": [asdict(v) for v in views],
     }
 
@@ -429,13 +432,13 @@ def markdown_section(results: dict, figures: Path | None) -> str:
              f"Command: `python bench/{results['command']}`  ",
              f"Machine: {results['machine']}; 1-minute load average {results['load'][0]:.1f} at the start "
              "(the machine was shared: wall times are pessimistic, CPU seconds are the fairer figure).", "",
-             "| set | engine | held out | PSNR dB | PSNR exposure-matched dB | SSIM | sharpness | seam | atlas | bake s "
+             "| set | engine | held out | PSNR dB | PSNR exposure-matched dB | SSIM | sharpness | seam (raw jump) | atlas | bake s "
              "| bake CPU s | peak RSS MB |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for set_name, r in results["sets"].items():
         for label, e in r["engines"].items():
             lines.append(f"| {set_name} | {label} | {len(r['holdout'])}/{r['registered']} | {e['psnr_db']:.2f} | "
-                         f"{e.get('psnr_matched_db', float('nan')):.2f} | {e['ssim']:.3f} | {e['sharpness_ratio']:.2f} | {e['seam_score']:.2f} | "
+                         f"{e.get('psnr_matched_db', float('nan')):.2f} | {e['ssim']:.3f} | {e['sharpness_ratio']:.2f} | {e['seam_score']:.2f} ({e.get('seam_jump', float('nan')):.1f}) | "
                          f"{e['texture_size']}² | {e['seconds']:.0f} | {e.get('cpu_seconds', float('nan')):.0f} | "
                          f"{e['peak_rss_mb']:.0f} |")
     labels = list(next(iter(results["sets"].values()))["engines"]) if results["sets"] else []
