@@ -538,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
             per_engine[label] = {**baked, **scored}
             print(f"{set_name:12s} {label:4s} PSNR {scored['psnr_db']:.2f} dB (matched {scored['psnr_matched_db']:.2f})  SSIM {scored['ssim']:.3f}  "
                   f"sharp {scored['sharpness_ratio']:.2f}  seam {scored['seam_score']:.2f}  "
-                  f"bake {baked['seconds']:.1f} s (cpu {baked.get('cpu_seconds', float('nan')):.1f} s)  peak {baked['peak_rss_mb']:.0f} MB  atlas {baked['texture_size']}",
+                  f"bake {baked['seconds']:.1f} s (cpu {_num(baked.get('cpu_seconds'), '.1f')} s)  peak {baked['peak_rss_mb']:.0f} MB  atlas {baked['texture_size']}",
                   flush=True)
         results["sets"][set_name] = {"holdout": holdout, "registered": len(registered), "engines": per_engine}
         if args.figures:
