@@ -429,7 +429,8 @@ DOCS_BEGIN, DOCS_END = "<!-- bench:texture:begin -->", "<!-- bench:texture:end -
 def markdown_section(results: dict, figures: Path | None) -> str:
     """The docs/benchmarks.md section: one row per set and engine, ratios new/old, the figures."""
     lines = [DOCS_BEGIN, f"### Texture quality (held-out views) — preset `{results['quality']}`, {results['when']}", "",
-             f"Command: `python bench/{results['command']}`  ",
+             f"Command: `python bench/{_portable(results['command'])}` (RUNS: one kept engine work dir per set, "
+             "`RUNS/SET/work`; OLD/src: a checkout of the previous engine)  ",
              f"Machine: {results['machine']}; 1-minute load average {results['load'][0]:.1f} at the start "
              "(the machine was shared: wall times are pessimistic, CPU seconds are the fairer figure).", "",
              "Protocol: one engine run per set gives cameras and mesh; every 8th photo (at least two) is left out of "
@@ -469,6 +470,14 @@ def markdown_section(results: dict, figures: Path | None) -> str:
                       f"![{set_name} previews]({rel}/texture_preview_{set_name}.png)", ""]
     lines.append(DOCS_END)
     return "\n".join(lines)
+
+
+def _portable(command: str) -> str:
+    """The command without this machine's folders."""
+    import re
+
+    command = re.sub(r"--runs \S+", "--runs RUNS", command)
+    return re.sub(r"(--engine \w+=)/\S+", r"\1OLD/src", command)
 
 
 def _num(value, spec: str = ".0f") -> str:
