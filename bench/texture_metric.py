@@ -429,8 +429,10 @@ DOCS_BEGIN, DOCS_END = "<!-- bench:texture:begin -->", "<!-- bench:texture:end -
 def markdown_section(results: dict, figures: Path | None) -> str:
     """The docs/benchmarks.md section: one row per set and engine, ratios new/old, the figures."""
     lines = [DOCS_BEGIN, f"### Texture quality (held-out views) — preset `{results['quality']}`, {results['when']}", "",
-             f"Command: `python bench/{_portable(results['command'])}` (RUNS: one kept engine work dir per set, "
-             "`RUNS/SET/work`; OLD/src: a checkout of the previous engine)  ",
+             "Command" + ("s" if len(results.get("commands", [])) > 1 else "") + ": "
+             + ", ".join(f"`python bench/{_portable(c)}`" for c in results.get("commands", [results["command"]]))
+             + " (RUNS: one kept engine work dir per set, `RUNS/SET/work`; OLD/src: a checkout of the previous "
+             "engine; a resumed bake reports the measurements of the run that baked it)  ",
              f"Machine: {results['machine']}; 1-minute load average {results['load'][0]:.1f} at the start "
              "(the machine was shared: wall times are pessimistic, CPU seconds are the fairer figure).", "",
              "Protocol: one engine run per set gives cameras and mesh; every 8th photo (at least two) is left out of "
