@@ -60,14 +60,31 @@ def test_a_perfect_texture_scores_at_the_maximum_and_a_blurred_one_lower(tm):
 def test_seam_score_sees_a_colour_jump_across_a_chart_border(tm):
     V, F, UV = textured_square(split_charts=True)
     even = np.full((256, 256, 3), 120, np.uint8)
-    assert tm.seam_score(V, F, UV, even) < 0.5
+    assert tm.seam_score(V, F, UV, even)[0] < 0.5
     step = even.copy()
     step[:, 128:] = 160  # the right chart is 40 levels brighter
-    assert tm.seam_score(V, F, UV, step) == pytest.approx(40, abs=2)
+    assert tm.seam_score(V, F, UV, step)[0] == pytest.approx(40, abs=2)
+    # a texture whose own gradient is steep but continuous across the border: raw jump yes, seam no
+    # (colour depends on v only, and both charts map the shared edge to the same v range)
+    stripes = 128 + 100 * np.sin(2 * np.pi * np.arange(256) / 12)
+    ramp = np.repeat(stripes[:, None, None], 256, 1).repeat(3, 2).astype(np.uint8)
+    score, jump = tm.seam_score(V, F, UV, ramp)
+    assert score < 0.5 * jump
     V1, F1, UV1 = textured_square()  # one chart: no border, no seam
-    assert tm.seam_score(V1, F1, UV1, step) == 0.0
+    assert tm.seam_score(V1, F1, UV1, step) == (0.0, 0.0)
 
 
 def test_holdout_leaves_out_every_eighth_view_but_at_least_two(tm):
     assert tm.holdout_views([f"{i:03d}.jpg" for i in range(48)]) == [f"{i:03d}.jpg" for i in range(4, 48, 8)]
     assert len(tm.holdout_views([f"{i:02d}.jpg" for i in range(11)])) >= 2
+
+
+def test_exposure_matching_forgives_a_global_gain_but_not_blur(tm):
+    V, F, UV = textured_square()
+    tex = detailed_texture()
+    K, dist, R, t = look(tm)
+    photo, _ = tm.render_from_camera(V, F, UV, tex, K, R, t, W, H)
+    darker, _, _ = tm.score_view(V, F, UV, (tex * 0.7).astype(np.uint8), photo, K, dist, R, t, "darker", 4000)
+    assert darker.psnr_db < 25 and darker.psnr_matched_db > 40
+    blurred, _, _ = tm.score_view(V, F, UV, cv2.GaussianBlur(tex, (0, 0), 4.0), photo, K, dist, R, t, "b", 4000)
+    assert blurred.psnr_matched_db < 36
