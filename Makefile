@@ -19,6 +19,7 @@ web: $(WEB_OUT)
 
 $(WEB_OUT): $(WEB_SRC)
 	@command -v npm >/dev/null || { echo "npm is missing: run scripts/system-deps.sh"; exit 1; }
+	@node -e 'const [a, b] = process.versions.node.split(".").map(Number); if (a < 20 || (a === 20 && b < 19)) { console.error(`Node.js $${process.version} is too old to build the web app: it needs 20.19 or newer (Debian 13 ships it).`); process.exit(1); }'
 	cd web && npm ci --no-audit --no-fund && npm run build
 
 $(STAMP): pyproject.toml scripts/system-deps.sh

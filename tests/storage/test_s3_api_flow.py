@@ -83,8 +83,8 @@ def test_legacy_flow_on_s3(app):
         head = c.head(p["dlink"])  # HEAD is answered by the API itself
         assert head.status_code == 200 and head.headers["content-length"] == "600"
         assert c.get(p["dlink"].replace("s=", "s=0")).status_code == 403
-        # the private input is deleted once done; the result stays
-        assert [k.rsplit("/", 1)[-1] for k in ctx.storage.all_keys()] == ["result.zip"]
+        # the photos stay beside the result until the retention cleanup (so the project can be reprocessed)
+        assert sorted(k.rsplit("/", 1)[-1] for k in ctx.storage.all_keys()) == ["input.zip", "result.zip"]
 
 
 def test_signed_upload_links_still_expire_on_s3(app):

@@ -221,7 +221,8 @@ def test_phone_width_and_keyboard(web_server, new_page):
         if page.evaluate("document.activeElement.classList.contains('drop')"):
             break
     assert page.evaluate("document.activeElement.classList.contains('drop')")
-    with page.expect_file_chooser() as chooser:
+    page.wait_for_timeout(300)
+    with page.expect_file_chooser(timeout=10_000) as chooser:
         page.keyboard.press("Enter")
     assert chooser.value.is_multiple()
     assert guard.outside == [] and guard.csp == []

@@ -227,7 +227,8 @@ class MainWindow(QMainWindow):
         self.project_edit.setPlaceholderText("project name (letters, digits, . _ -)")
         name_row.addRow("Project", self.project_edit)
         self.quality_combo = QComboBox()
-        for value, text in (("standard", "Standard"), ("preview", "Preview — fastest"), ("high", "High — slowest")):
+        for value, text in ((None, "The server's default"), ("preview", "Preview — fastest"), ("standard", "Standard"),
+                            ("high", "High — slowest")):
             self.quality_combo.addItem(text, value)
         self.masks_combo = QComboBox()
         for value, text in (("auto", "Automatic (rig background)"), ("off", "Off — every pixel"),

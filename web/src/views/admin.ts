@@ -33,13 +33,16 @@ export function adminView(): { element: HTMLElement; dispose: () => void } {
     }
   };
 
+  const approvedNote = h("div", { class: "created-token", "aria-live": "polite" });
   const loadRequests = () => api.get("/api/v1/admin/token-requests").then((r) => {
     const pendingRows = (r.requests as any[]).map((q) => [q.name, q.email, when(q.created_at), h("span", { class: `badge ${q.status}` }, q.status),
       q.status === "pending" ? h("button", { type: "button", onclick: () => act(`Approved ${q.email}.`, async () => {
         const a = await api.post(`/api/v1/admin/token-requests/${q.id}/approve`);
-        if (!a.mailed && a.token) toast(`No e-mail could be sent: give ${q.email} this token yourself: ${a.token}`);
+        clear(approvedNote, a.mailed
+          ? h("p", {}, `The token was e-mailed to ${q.email}.`)
+          : h("p", {}, `No e-mail could be sent: give ${q.email} this token yourself (shown only now): `, h("code", {}, a.token ?? "—")));
       }) }, "Approve") : ""]);
-    clear(requests.body, table(["Name", "E-mail", "Asked", "Status", ""], pendingRows, "No token requests."));
+    clear(requests.body, table(["Name", "E-mail", "Asked", "Status", ""], pendingRows, "No token requests."), approvedNote);
   }, (e: ApiError) => clear(requests.body, h("p", { class: "muted" }, e.status === 404
     ? "This server does not record token requests (people receive their token by e-mail, or ask you directly)."
     : e.message)));

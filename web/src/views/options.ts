@@ -2,7 +2,7 @@
 import { h } from "../dom";
 
 export interface Options {
-  quality: string;
+  quality: string | null; // null: the server's default
   masks: string;
   texture_size: number | null;
   target_faces: number | null;
@@ -24,7 +24,7 @@ export function optionsForm(initial?: Partial<Options>): { element: HTMLElement;
     const el = h("select", { id: sid, name }, ...choices.map(([v, t]) => h("option", { value: v, selected: v === value }, t))) as HTMLSelectElement;
     return { el, row: h("div", { class: "field" }, h("label", { for: sid }, label), el) };
   };
-  const quality = select("Quality", "quality", [["preview", "Preview — fastest"], ["standard", "Standard"], ["high", "High — slowest"]], initial?.quality ?? "standard");
+  const quality = select("Quality", "quality", [["", "The server's default"], ["preview", "Preview — fastest"], ["standard", "Standard"], ["high", "High — slowest"]], initial?.quality ?? "");
   const masks = select("Background masks", "masks", [["auto", "Automatic (turntable/rig background)"], ["off", "Off — use every pixel"], ["user", "My own (NAME_mask.png beside each photo)"]], initial?.masks ?? "auto");
   const texture = select("Texture size", "texture_size", [["", "Automatic (from quality)"], ["1024", "1024 px"], ["2048", "2048 px"], ["4096", "4096 px"], ["8192", "8192 px"]], initial?.texture_size ? String(initial.texture_size) : "");
   const facesId = id("faces");
@@ -48,7 +48,7 @@ export function optionsForm(initial?: Partial<Options>): { element: HTMLElement;
     if (!formats.length) return "Choose at least one output format.";
     const n = faces.value.trim() ? Number(faces.value) : null;
     if (n !== null && (!Number.isInteger(n) || n < 1000 || n > 5_000_000)) return "Triangles must be a whole number between 1,000 and 5,000,000 (or empty for automatic).";
-    return { quality: quality.el.value, masks: masks.el.value, texture_size: texture.el.value ? Number(texture.el.value) : null, target_faces: n, formats };
+    return { quality: quality.el.value || null, masks: masks.el.value, texture_size: texture.el.value ? Number(texture.el.value) : null, target_faces: n, formats };
   };
   return { element, read };
 }
