@@ -117,13 +117,18 @@ def test_fast_lane_refuses_like_the_general_path(legacy, client, ctx, public_tok
 
 
 def test_public_token_on_rest_takes_the_domain_path(client, ctx, public_token):
-    """REST access of public projects has extra rules (per-project key) that live in the domain layer; the
-    answer is still the same JSON with an ETag."""
+    """REST access of public projects has extra rules (per-project key) that live in the domain layer: without
+    the key the fast path answers like an unknown id; with it, the same JSON with an ETag, and a 304 after."""
     created = client.post("/api/v1/projects", json={"name": "pub.zip", "photos": 3, "filesize": 100, "parts": 1},
                           headers=_bearer(public_token))
-    pid = created.json()["id"]
+    pid, key = created.json()["id"], created.json()["project_key"]
     r = client.get(f"/api/v1/projects/{pid}", headers=_bearer(public_token))
-    assert r.status_code == 200 and r.json()["id"] == pid and r.headers["etag"]
+    assert r.status_code == 404 and "X-Project-Key" in r.json()["detail"]
+    r = client.get(f"/api/v1/projects/{pid}", headers={**_bearer(public_token), "X-Project-Key": key})
+    assert r.status_code == 200 and r.json()["id"] == pid and r.json()["project_key"] == key and r.headers["etag"]
+    again = client.get(f"/api/v1/projects/{pid}", headers={**_bearer(public_token), "X-Project-Key": key,
+                                                          "If-None-Match": r.headers["etag"]})
+    assert again.status_code == 304
 
 
 def test_huge_part_count_is_bounded_and_paged(tmp_path):

@@ -332,10 +332,16 @@ class MiniCloud:
                 h.rfile.read(length)
                 return h._error(409, "offset_mismatch", f"This part continues at byte {len(part['data'])}.",
                                 offset=len(part["data"]))
-            if total > self.info["part_limit"]:
+            index = int(m.group(2))
+            others = sum(len(p["data"]) for i, p in enumerate(project["parts"]) if i != index and p["complete"])
+            allowance = max(0, min(self.info["part_limit"], project["filesize"] - others))
+            if total > allowance:  # the server bounds a part by its part limit and by the declared filesize
                 h.rfile.read(length)
-                return h._error(413, "part_too_large", f"An upload part may be at most {self.info['part_limit']} "
-                                "bytes; split the zip into more parts.")
+                if allowance >= self.info["part_limit"]:
+                    return h._error(413, "part_too_large", f"An upload part may be at most {allowance} bytes; "
+                                    "split the zip into more parts.")
+                return h._error(413, "part_too_large", f"This part may be at most {allowance} bytes: that is what "
+                                "is left of the filesize declared when the project was created.")
             target = part["data"]
         else:
             target = bytearray()

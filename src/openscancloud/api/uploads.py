@@ -44,9 +44,13 @@ def _gone_client() -> Response:
                          "message": "The upload broke off before the part was complete."}, status_code=400)
 
 
-def _too_large(limit: int) -> TooLarge:
-    return TooLarge(f"This part may be at most {limit} bytes (the part limit, and what is left of the filesize "
-                    "declared when the project was created).", code="part_too_large")
+def _too_large(limit: int, part_limit: int) -> TooLarge:
+    """413 with the reason that applies: the server's part limit, or what is left of the declared filesize."""
+    if limit >= part_limit:
+        return TooLarge(f"An upload part may be at most {limit} bytes; split the zip into more parts.",
+                        code="part_too_large")
+    return TooLarge(f"This part may be at most {limit} bytes: that is what is left of the filesize declared when "
+                    "the project was created.", code="part_too_large")
 
 
 async def _claimed(ctx: AppContext, project_id: str, index: int, writer: str,
@@ -111,7 +115,7 @@ async def _receive(request: Request, ctx: AppContext, project_id: str, index: in
         if end < start or end >= total:
             raise InvalidInput("Content-Range END must be ≥ START and < TOTAL.", code="bad_range")
         if total > limit:
-            raise _too_large(limit)
+            raise _too_large(limit, ctx.settings.part_limit_bytes)
         length = end - start + 1
         if declared and declared.isdigit() and int(declared) != length:
             raise InvalidInput(f"Content-Range announces {length} bytes but the body has {declared}.",
@@ -126,7 +130,7 @@ async def _receive(request: Request, ctx: AppContext, project_id: str, index: in
             if hit["bound"]:
                 raise InvalidInput(f"The body is longer than the {length} bytes Content-Range announces.",
                                    code="bad_range") from None
-            raise _too_large(limit) from None
+            raise _too_large(limit, ctx.settings.part_limit_bytes) from None
         except ClientDisconnect:  # the bytes that arrived stay in the partial part: HEAD tells the offset
             return _gone_client()
         if offset != end + 1 and part is None:
@@ -137,13 +141,13 @@ async def _receive(request: Request, ctx: AppContext, project_id: str, index: in
             return JSONResponse({"part": index, "offset": offset, "complete": False}, status_code=202)
     else:
         if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:  # multipart overhead allowance
-            raise _too_large(limit)
+            raise _too_large(limit, ctx.settings.part_limit_bytes)
         body = _claimed(ctx, project_id, index, writer,
                         file_bytes(request.stream(), request.headers.get("content-type", "")), limit, hit)
         try:
             part = await ctx.storage.put_part(project_id, index, body, limit)
         except PartTooLarge:
-            raise _too_large(limit) from None
+            raise _too_large(limit, ctx.settings.part_limit_bytes) from None
         except ClientDisconnect:  # nothing was kept: a broken plain upload never counts as a part
             return _gone_client()
         offset = part.size
