@@ -34,7 +34,8 @@ def test_webhook_on_failure_backs_off_and_gives_up(tmp_path, webhook_receiver_fa
     from openscancloud.settings import Settings
 
     url, received = webhook_receiver_failing
-    settings = Settings(data_dir=tmp_path / "d", webhook_attempts=4, webhook_backoff_seconds=0.2)
+    settings = Settings(data_dir=tmp_path / "d", webhook_attempts=4, webhook_backoff_seconds=0.2,
+                        webhook_allow_private=True)  # the receiver listens on 127.0.0.1
     app = create_app(settings, maintenance=False)
     with TestClient(app) as client:
         ctx = app.state.ctx
