@@ -65,19 +65,26 @@ def datasets_dir() -> Path:
     return DATASETS_DIR
 
 
-SETS_DIR = Path(os.environ.get("OPENSCAN_SETS", REPO_ROOT.parent / "sets"))
+# The small synthetic sets the engine tests use, by name: the renderer's arguments (24–36 views at 640×480, one
+# ray per pixel). Rendered on demand into the session's temporary folder, once per session.
+SMALL_SETS: dict[str, tuple[str, ...]] = {
+    "small_plain_static": ("--shape", "blob", "--seed", "12", "--texture", "plain", "--backdrop", "static",
+                           "--light-mode", "camera", "--elevations", "20,45", "--azimuths", "12"),
+    "small_dots_static": ("--shape", "bust", "--seed", "11", "--texture", "dots", "--backdrop", "static",
+                          "--light-mode", "camera", "--elevations", "20,45", "--azimuths", "12"),
+    "small_rings_rich": ("--shape", "blob", "--seed", "7", "--elevations", "15,35,55", "--azimuths", "12"),
+}
+SMALL_SET_SIZE = ("--width", "640", "--height", "480", "--ssaa", "1", "--workers", "2")
 
 
 @pytest.fixture(scope="session")
-def synthetic_set():
-    """Factory fixture: `synthetic_set("small_plain_static")` → the folder of a set rendered by the synthetic
-    generator into ../sets (images/ + ground_truth/); skips when it is absent or not finished (no DONE file)."""
+def synthetic_set(render_synthetic, tmp_path_factory):
+    """Factory fixture: `synthetic_set("small_plain_static")` → the folder of that small set (images/ +
+    ground_truth/), rendered by the shared renderer the first time a session asks for it."""
+    root = tmp_path_factory.mktemp("synthetic_sets")
 
     def find(name: str) -> Path:
-        root = SETS_DIR / name
-        if not (root / "DONE").is_file():
-            pytest.skip(f"synthetic set {name!r} not rendered under {SETS_DIR}")
-        return root
+        return render_synthetic(root / name, *SMALL_SETS[name], *SMALL_SET_SIZE, "--name", name)
 
     return find
 
