@@ -42,7 +42,7 @@ synth-venv:
 run: install
 	$(VENV)/bin/openscan-cloud serve --host $(HOST) --port $(PORT)
 
-# `make test`: everything but the long reconstructions (estimated 10-15 min on an idle 2-core machine); `make
+# `make test`: everything but the long reconstructions (about 17 min on an idle 2-core machine); `make
 # test-all` adds them.
 test: install postgres synth-venv
 	$(VENV)/bin/python -m pytest -q
