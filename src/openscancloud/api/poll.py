@@ -95,9 +95,13 @@ class ProjectPoller:
         if cached is not None and now - cached[0] < ETA_INPUTS_TTL:
             return cached[1]
         inputs = await self._blocking(self.ctx.service.eta_inputs, quality)
-        if inputs.model is not None:  # "no history yet" is not cached: the first finished job counts at once
-            self._eta_cache[quality] = (now, inputs)
+        self._eta_cache[quality] = (now, inputs)
         return inputs
+
+    def forget_eta_inputs(self) -> None:
+        """Called when a job finishes in this process: the next poll re-reads the stage speeds (other API processes
+        see the change within `ETA_INPUTS_TTL`)."""
+        self._eta_cache.clear()
 
     async def _snapshot(self, secret: str | None, name: str | None, project_id: str | None, rest: bool,
                         project_key: str | None = None) -> Snapshot:

@@ -104,6 +104,7 @@ async def complete(job_id: str, body: CompleteIn, request: Request,
                    token: TokenView = Depends(worker_token)) -> dict[str, str]:
     ctx = get_ctx(request)
     await run_in_threadpool(ctx.queue.complete, job_id, body.attempt, body.report, _holder(token))
+    ctx.poller.forget_eta_inputs()  # a finished job changes the measured stage speeds: this process sees it at once
     return {"status": "done"}
 
 
