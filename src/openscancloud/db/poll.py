@@ -10,18 +10,16 @@ queries (token, project, latest job, parts, queue, recent durations) through the
 * on PostgreSQL it runs on psycopg's native async connections (autocommit, a small pool per event loop, no thread
   hop); elsewhere (SQLite) on a separate autocommit SQLAlchemy pool in a few threads, which also keeps polls out
   of the main engine's `BEGIN IMMEDIATE` write lock;
-* a connection that died (database restart) fails its statement, is dropped, and the read is retried once;
-* the average job duration behind the ETA is computed at most every 10 s per process.
+* a connection that died (database restart) fails its statement, is dropped, and the read is retried once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Engine,
@@ -67,11 +65,6 @@ _SNAPSHOT = select(
 ).select_from(_T.join(_P, _P.c.token_id == _T.c.id).outerjoin(_J, _J.c.id == _LATEST_JOB))
 BY_NAME = _SNAPSHOT.where(_T.c.token_hash == bindparam("h"), _P.c.name == bindparam("name"))
 BY_ID = _SNAPSHOT.where(_T.c.token_hash == bindparam("h"), _P.c.id == bindparam("pid"))
-RECENT = (
-    select(_J.c.started_at, _J.c.finished_at)
-    .where(_J.c.status == "done", _J.c.started_at.is_not(None), _J.c.finished_at.is_not(None))
-    .order_by(_J.c.finished_at.desc()).limit(20)
-)
 _P_COLS = [c.name for c in _P.c]
 _J_COLS = [c.name for c in _J.c]
 
@@ -111,11 +104,8 @@ class PollReader:
     small thread pool over SQLAlchemy elsewhere (SQLite)."""
 
     pool_size: int
-    average_ttl: float = 10.0
-    _average: tuple[float, float] | None = None  # (computed at monotonic, value)
 
     async def _first(self, stmt: Any, params: dict[str, Any]) -> Any: ...
-    async def _all(self, stmt: Any, params: dict[str, Any]) -> Sequence[Any]: ...
     def close(self) -> None: ...
 
     async def snapshot(self, token_hash: str, *, name: str | None = None, project_id: str | None = None,
@@ -130,19 +120,6 @@ class PollReader:
             stmt, params["name"] = BY_NAME, name
         row = await self._first(stmt, params)
         return None if row is None else _snapshot(row, parts_limit)
-
-    async def average_duration(self) -> float:
-        """Mean duration of the last 20 finished jobs (600 s without any), recomputed every `average_ttl` s: an
-        estimate that every poll of every active project needs, and that moves slowly."""
-        now = time.monotonic()
-        cached = self._average
-        if cached is not None and now - cached[0] < self.average_ttl:
-            return cached[1]
-        rows = await self._all(RECENT, {})
-        durations = [(r[1] - r[0]).total_seconds() for r in rows]
-        value = sum(durations) / len(durations) if durations else 600.0
-        self._average = (now, value)
-        return value
 
 
 def make_reader(url: str, pool_size: int = 8) -> PollReader:
@@ -174,10 +151,6 @@ class ThreadedReader(PollReader):
         return await asyncio.get_running_loop().run_in_executor(
             self.executor, self._run, lambda conn: conn.execute(stmt, params).first())
 
-    async def _all(self, stmt: Any, params: dict[str, Any]) -> Sequence[Any]:
-        return await asyncio.get_running_loop().run_in_executor(
-            self.executor, self._run, lambda conn: conn.execute(stmt, params).all())
-
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()
@@ -200,7 +173,7 @@ class AsyncPgReader(PollReader):
         self.pool_size = pool_size
         dialect = pg_dialect.dialect()
         self._sql: dict[int, tuple[str, dict[str, Any]]] = {}
-        for stmt in (BY_NAME, BY_ID, RECENT):
+        for stmt in (BY_NAME, BY_ID):
             compiled = stmt.compile(dialect=dialect)
             self._sql[id(stmt)] = (str(compiled), dict(compiled.params))
         self._loop: Any = None
@@ -212,7 +185,7 @@ class AsyncPgReader(PollReader):
         if loop is not self._loop:  # a new event loop (tests start several): connections of the old are unusable
             self._loop, self._idle, self._slots = loop, [], asyncio.Semaphore(self.pool_size)
 
-    async def _execute(self, stmt: Any, params: dict[str, Any], many: bool) -> Any:
+    async def _execute(self, stmt: Any, params: dict[str, Any]) -> Any:
         import psycopg
 
         self._bind_loop()
@@ -224,11 +197,9 @@ class AsyncPgReader(PollReader):
                     autocommit=True, **self.connect_kwargs)
                 try:
                     cur = await conn.execute(sql, values)
-                    if many:
-                        result = await cur.fetchall()
-                    else:  # plain tuples (cheapest to build) named by the cursor's columns
-                        row = await cur.fetchone()
-                        result = None if row is None else dict(zip([c.name for c in cur.description], row))
+                    # plain tuples (cheapest to build) named by the cursor's columns
+                    row = await cur.fetchone()
+                    result = None if row is None else dict(zip([c.name for c in cur.description], row))
                 except psycopg.OperationalError:
                     # the server went away (restart, failover): the other idle connections are as dead as this one
                     stale, self._idle = self._idle, []
@@ -244,10 +215,7 @@ class AsyncPgReader(PollReader):
                 return result
 
     async def _first(self, stmt: Any, params: dict[str, Any]) -> Any:
-        return await self._execute(stmt, params, many=False)
-
-    async def _all(self, stmt: Any, params: dict[str, Any]) -> Sequence[Any]:
-        return await self._execute(stmt, params, many=True)
+        return await self._execute(stmt, params)
 
     def close(self) -> None:
         idle, self._idle = self._idle, []
