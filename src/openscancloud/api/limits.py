@@ -155,35 +155,52 @@ def _head_as_get(scope: Scope, send: Send) -> tuple[Scope, Send]:
     return {**scope, "method": "GET"}, headers_only
 
 
+class _HeaderTimer:
+    """Mixin for a uvicorn HTTP protocol: a request head must arrive within `header_timeout` seconds of the
+    connection opening (or of the previous response), else the connection is closed. The protocol says when it
+    is waiting for a head (`_waiting_for_head`) and arms/disarms the timer as data arrives."""
+
+    header_timeout: float
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def _waiting_for_head(self) -> bool:
+        raise NotImplementedError
+
+    def _arm(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._header_timeout)  # type: ignore[attr-defined]
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        if self._waiting_for_head() and not self.transport.is_closing():  # type: ignore[attr-defined]
+            self.transport.close()  # type: ignore[attr-defined]
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+
 def guarded_h11(header_timeout: float) -> type:
     """uvicorn's h11 protocol with a header timeout: the request line and headers must arrive within
     `header_timeout` seconds of the connection opening (or of the previous response), else it is closed."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class GuardedH11Protocol(H11Protocol):
-        _header_timer: asyncio.TimerHandle | None = None
-
-        def _arm(self) -> None:
-            if self._header_timer is None:
-                self._header_timer = self.loop.call_later(header_timeout, self._header_timeout)
-
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _header_timeout(self) -> None:
-            self._header_timer = None
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                self.transport.close()
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()
+    class GuardedH11Protocol(_HeaderTimer, H11Protocol):
+        def _waiting_for_head(self) -> bool:
+            return self.conn.their_state is h11.IDLE
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if self.conn.their_state is h11.IDLE:
+            if self._waiting_for_head():
                 self._arm()  # still waiting for (the rest of) a request head
             else:
                 self._disarm()
@@ -192,10 +209,7 @@ def guarded_h11(header_timeout: float) -> type:
             super().on_response_complete()
             self._disarm()  # idle keep-alive connections are closed by uvicorn's own keep-alive timeout
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
+    GuardedH11Protocol.header_timeout = header_timeout
     return GuardedH11Protocol
 
 
@@ -205,28 +219,12 @@ def guarded_httptools(header_timeout: float, max_header_bytes: int) -> type:
     closed. httptools itself has no header limit, so the bytes of an unfinished head are counted here."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class GuardedHttpToolsProtocol(HttpToolsProtocol):
-        _header_timer: asyncio.TimerHandle | None = None
+    class GuardedHttpToolsProtocol(_HeaderTimer, HttpToolsProtocol):
         _in_head = True
         _head_bytes = 0
 
-        def _arm(self) -> None:
-            if self._header_timer is None:
-                self._header_timer = self.loop.call_later(header_timeout, self._header_timeout)
-
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _header_timeout(self) -> None:
-            self._header_timer = None
-            if self._in_head and not self.transport.is_closing():
-                self.transport.close()
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()
+        def _waiting_for_head(self) -> bool:
+            return self._in_head
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
@@ -251,10 +249,7 @@ def guarded_httptools(header_timeout: float, max_header_bytes: int) -> type:
             super().on_response_complete()
             self._in_head, self._head_bytes = True, 0  # the next request's head (keep-alive)
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
+    GuardedHttpToolsProtocol.header_timeout = header_timeout
     return GuardedHttpToolsProtocol
 
 
