@@ -216,7 +216,13 @@ def guarded_h11(header_timeout: float) -> type:
 def guarded_httptools(header_timeout: float, max_header_bytes: int) -> type:
     """uvicorn's httptools protocol (about twice the requests per second of h11) with the same guards: a request
     head must be complete within `max_header_bytes` and `header_timeout` seconds, else 400 / the connection is
-    closed. httptools itself has no header limit, so the bytes of an unfinished head are counted here."""
+    closed. httptools itself has no header limit, so the bytes of an unfinished head are counted here.
+
+    A head starts with the connection and with each new message (`on_message_begin`, called on a message's first
+    byte) and ends at `on_headers_complete`. It does not start when a response completes: a client may still be
+    sending the body of a request the server has already answered (an early 4xx, a resumable upload cut short),
+    and those body bytes are not a head. The read in which a message begins is counted whole, so a pipelined
+    head is measured with at most one read of the previous body in front of it."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class GuardedHttpToolsProtocol(_HeaderTimer, HttpToolsProtocol):
@@ -244,10 +250,6 @@ def guarded_httptools(header_timeout: float, max_header_bytes: int) -> type:
             self._in_head = False
             self._disarm()
             super().on_headers_complete()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._in_head, self._head_bytes = True, 0  # the next request's head (keep-alive)
 
     GuardedHttpToolsProtocol.header_timeout = header_timeout
     return GuardedHttpToolsProtocol
