@@ -146,19 +146,77 @@ async def poll_load(base: str, path: str, clients: int, seconds: float, *, param
     }
 
 
-def tree_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process and its children (uvicorn's worker processes)."""
+def wrk_load(base: str, path: str, clients: int, seconds: float, *, params: dict | None = None,
+             headers: dict | None = None, auth: Any = None, expect: int = 200) -> dict[str, Any]:
+    """The same measurement with wrk (Debian's package, written in C): one thread, `clients` keep-alive
+    connections. It spends a few microseconds per request where the Python generator spends a hundred or more,
+    so on a 2-core machine it leaves the cores to the server processes being measured (what a comparison of one
+    and two processes needs). The expected status is checked once with httpx before the run; wrk counts answers
+    outside 2xx/3xx as errors."""
+    import base64
+    from urllib.parse import urlencode
+
+    import httpx
+
+    url = base + path + ("?" + urlencode(params) if params else "")
+    head = dict(headers or {})
+    if auth is not None:
+        head["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    probe = httpx.get(url, headers=head)
+    if probe.status_code != expect:
+        raise RuntimeError(f"{url} answered {probe.status_code}, not {expect}: {probe.text[:200]}")
+    cmd = ["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "--latency", *sum((["-H", f"{k}: {v}"]
+                                                                               for k, v in head.items()), []), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+    def ms(text: str) -> float:
+        value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    elapsed = ms(re.search(r"requests in ([\d.]+\w+),", out).group(1)) / 1000  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = int(bad.group(1)) if bad else 0
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if socket_errors:
+        errors += sum(int(x) for x in socket_errors.groups())
+    return {"requests": requests - errors, "errors": errors, "rps": (requests - errors) / elapsed,
+            "p50_ms": ms(re.search(r"^\s+50%\s+(\S+)$", out, re.M).group(1)),  # type: ignore[union-attr]
+            "p99_ms": ms(re.search(r"^\s+99%\s+(\S+)$", out, re.M).group(1))}  # type: ignore[union-attr]
+
+
+GENERATOR = "wrk" if shutil.which("wrk") else "python"
+
+
+def _cpu_seconds(processes: Any) -> float:
+    """User + system CPU seconds of these psutil processes (those gone meanwhile count nothing)."""
     import psutil
 
     total = 0.0
-    root = psutil.Process(pid)
-    for p in [root, *root.children(recursive=True)]:
+    for p in processes:
         try:
             t = p.cpu_times()
             total += t.user + t.system
         except psutil.Error:
             pass
     return total
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its children (uvicorn's worker processes)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    return _cpu_seconds([root, *root.children(recursive=True)])
+
+
+def database_cpu() -> float:
+    """CPU seconds of every PostgreSQL server process on this machine (the database shares the cores with the
+    API and the load generator, so its share per request is part of what a poll costs)."""
+    import psutil
+
+    return _cpu_seconds(p for p in psutil.process_iter(["name"])
+                        if (p.info["name"] or "").startswith(("postgres", "postmaster")))
 
 
 def load_average() -> float:
@@ -178,10 +236,14 @@ def _run(coro: Any) -> Any:
 def measured(pid: int, base: str, path: str, clients: int, seconds: float, **kw: Any) -> dict[str, Any]:
     """One poll measurement with the server's CPU per answered request and the load average around it."""
     _run(poll_load(base, path, 5, 1.0, **kw))  # warm-up: connections, caches
-    load_before, cpu = load_average(), tree_cpu(pid)
-    result = _run(poll_load(base, path, clients, seconds, **kw))
-    used = tree_cpu(pid) - cpu
+    load_before, cpu, db_cpu = load_average(), tree_cpu(pid), database_cpu()
+    if GENERATOR == "wrk":
+        result = wrk_load(base, path, clients, seconds, **kw)
+    else:
+        result = _run(poll_load(base, path, clients, seconds, **kw))
+    used, db_used = tree_cpu(pid) - cpu, database_cpu() - db_cpu
     result["server_cpu_ms_per_request"] = 1000 * used / max(1, result["requests"])
+    result["database_cpu_ms_per_request"] = 1000 * db_used / max(1, result["requests"])
     result["load_before"], result["load_after"] = load_before, load_average()
     return result
 
@@ -230,11 +292,13 @@ async def upload_load(links: list[str], part_bytes: int) -> dict[str, Any]:
 
 
 def start_api(env: dict[str, str], port: int, processes: int, log: Path, src: Path | None = None,
-              factory: str = "asgi_entry:app") -> subprocess.Popen:
+              factory: str = "asgi_entry:app", reads: bool = False) -> subprocess.Popen:
     """`processes` API processes sharing one port (uvicorn's own process manager), no processing worker; with
     `src`, the server code comes from that source tree (e.g. the previous version, for a before/after ratio)."""
     cmd = [sys.executable, "-m", "uvicorn", "--factory", factory, "--app-dir", str(HERE / "scale"),
            "--host", "127.0.0.1", "--port", str(port), "--workers", str(processes), "--log-level", "warning"]
+    if reads:  # every poll reads the database: what a poll of a project that just changed costs
+        env = {**env, "OPENSCAN_POLL_CHANGE_NOTICES": "false"}
     if src is not None:
         env = {**env, "PYTHONPATH": os.pathsep.join([str(src), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     server = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
@@ -275,10 +339,11 @@ def run_load(root: Path, *, clients: int = 50, seconds: float = 20.0, uploads: i
     ctx.poller.close()
     ctx.db.dispose()
     result: dict[str, Any] = {"clients": clients, "seconds": seconds, "uploads": uploads, "part_mb": part_mb,
+                              "generator": GENERATOR,
                               "database": "PostgreSQL" if schema else "SQLite", "runs": {},
                               "cpus": os.cpu_count(), "compare_src": str(compare_src) if compare_src else None}
     bearer = {"Authorization": f"Bearer {private}"}
-    configs = [("this", n) for n in processes] + ([("before", 1)] if compare_src else [])
+    configs = [("this", n) for n in processes] + [("reads", 1)] + ([("before", 1)] if compare_src else [])
     try:
         port = free_port()
         floor = start_api(env, port, 1, root / "api_bare.log", factory="asgi_entry:bare")
@@ -291,7 +356,7 @@ def run_load(root: Path, *, clients: int = 50, seconds: float = 20.0, uploads: i
         for version, n in configs:
             port = free_port()
             server = start_api(env, port, n, root / f"api_{version}_{n}.log",
-                               compare_src if version == "before" else None)
+                               compare_src if version == "before" else None, reads=version == "reads")
             base = f"http://127.0.0.1:{port}"
             tag = f"{version}, {n} process(es)"
             try:
@@ -330,6 +395,30 @@ def run_load(root: Path, *, clients: int = 50, seconds: float = 20.0, uploads: i
     return result
 
 
+def curl_uploads(links: list[str], part_bytes: int, scratch: Path) -> dict[str, Any]:
+    """The same uploads sent by curl processes (`-T FILE`: streamed from a file in the page cache), which cost
+    the shared cores far less than an httpx client generating the bytes in Python, so the figure is the server's."""
+    source = scratch / "part.bin"
+    block = os.urandom(1 << 20)
+    with source.open("wb") as f:
+        for offset in range(0, part_bytes, len(block)):
+            f.write(block[: min(len(block), part_bytes - offset)])
+    try:
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen(["curl", "-sS", "-f", "-T", str(source), "-H", "Content-Type: application/octet-stream",
+                                   "-H", "Expect:", link], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for link in links]
+        outputs = [proc.communicate() for proc in procs]
+        elapsed = time.perf_counter() - t0
+    finally:
+        source.unlink(missing_ok=True)
+    failed = [err.decode() for proc, (_, err) in zip(procs, outputs) if proc.returncode != 0]
+    if failed:
+        raise RuntimeError(f"{len(failed)} uploads failed: {failed[0][:300]}")
+    sizes = [json.loads(out)["size"] for out, _ in outputs]
+    return {"bytes": sum(sizes), "seconds": elapsed, "mb_s": sum(sizes) / 1e6 / elapsed, "client": "curl"}
+
+
 def upload_figures(result: dict[str, Any], root: Path, pid: int, http: Any, token: str, uploads: int,
                    part_mb: int, log: Any, name: str = "big.zip") -> None:
     """dd, then `uploads` concurrent parts of `part_mb` MB while sampling the API's RSS."""
@@ -343,7 +432,10 @@ def upload_figures(result: dict[str, Any], root: Path, pid: int, http: Any, toke
     result["rss_before_mb"] = sampler.rss() / 2**20
     sampler.start()
     result["load_before_upload"] = load_average()
-    result["upload"] = asyncio.run(upload_load(created["ulink"], part_bytes))
+    if shutil.which("curl"):
+        result["upload"] = curl_uploads(created["ulink"], part_bytes, root)
+    else:
+        result["upload"] = asyncio.run(upload_load(created["ulink"], part_bytes))
     result["rss_peak_mb"] = sampler.stop() / 2**20
     result["rss_after_mb"] = RssSampler(pid).rss() / 2**20
     log(f"uploads: {result['upload']}, RSS {result['rss_before_mb']:.0f} → peak {result['rss_peak_mb']:.0f} MB")
@@ -351,9 +443,14 @@ def upload_figures(result: dict[str, Any], root: Path, pid: int, http: Any, toke
 
 def _row(label: str, r: dict[str, Any], floor: dict[str, Any] | None = None) -> str:
     share = f"{100 * r['rps'] / floor['rps']:.0f} %" if floor else "–"
-    return (f"| {label} | **{r['rps']:.0f} req/s** | {share} | {r['p50_ms']:.0f} / {r['p99_ms']:.0f} ms | "
-            f"**{r['server_cpu_ms_per_request']:.2f} ms** | {r['errors']} / {r['requests']} | "
+    db = r.get("database_cpu_ms_per_request")
+    return (f"| {label} | **{r['rps']:.0f} req/s** | {share} | {r['p50_ms']:.1f} / {r['p99_ms']:.1f} ms | "
+            f"**{r['server_cpu_ms_per_request']:.2f} ms** | {'–' if db is None else f'{db:.2f} ms'} | "
+            f"{r['errors']} / {r['requests']} | "
             f"{r['load_before']:.1f} → {r['load_after']:.1f} |")
+
+
+_GENERATOR_TEXT = {"wrk": "wrk, one thread", "python": "raw asyncio HTTP/1.1 on uvloop"}
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -363,7 +460,9 @@ def markdown(r: dict[str, Any]) -> str:
     rows = []
     for key, run in runs.items():
         version, n = key.split(":")
-        who = f"{n} process{'es' if int(n) > 1 else ''}" + (", **previous version**" if version == "before" else "")
+        who = f"{n} process{'es' if int(n) > 1 else ''}" + {
+            "before": ", **previous version**",
+            "reads": ", change-notice cache off (every poll reads the database, as after each change)"}.get(version, "")
         rows += [_row(f"{label}, {who}", run[k], r.get("floor")) for k, label in names.items() if k in run]
     if "floor" in r:
         rows.append(_row("reference: a bare ASGI app answering 304, no work (uvicorn + HTTP alone), 1 process",
@@ -371,15 +470,17 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [f"""
 `.venv/bin/python bench/load.py{' --compare-src OLD/src' if r.get('compare_src') else ''}` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.
 API processes started as `uvicorn --factory ... --workers N` ({r['database']}, local-disk storage) on 127.0.0.1;
-the load generator (raw asyncio HTTP/1.1 keep-alive on uvloop, {r['clients']} concurrent clients, {r['seconds']:.0f} s per line) runs on the
+the load generator ({_GENERATOR_TEXT[r.get('generator', 'python')]}, {r['clients']} concurrent keep-alive clients, {r['seconds']:.0f} s per line) runs on the
 same {r['cpus']} cores, shared with other work (the load average before → after each line shows how much). The
-polled project is queued (its answer includes the ETA from its queue position). **CPU/request** is the user +
-system time of the API process tree divided by the answers: the figure that depends least on what else runs.
+polled project is queued (its answer includes the ETA from its queue position) and unchanged during a line, as
+most polled projects are between two progress reports. **CPU/request** is the user + system time of the API
+process tree divided by the answers: the figure that depends least on what else runs; **DB CPU** the same for
+the PostgreSQL server processes.
 **of bare** compares the throughput with a bare ASGI app measured the same way in the same run: how close the
 endpoint comes to what uvicorn and the load generator allow on the machine at that moment.
 
-| endpoint, processes | throughput | of bare | p50 / p99 | CPU/request | errors / answers | load avg |
-|---|---|---|---|---|---|---|
+| endpoint, processes | throughput | of bare | p50 / p99 | CPU/request | DB CPU | errors / answers | load avg |
+|---|---|---|---|---|---|---|---|
 """ + "\n".join(rows) + "\n"]
     one, two, before = runs.get("this:1"), runs.get("this:2"), runs.get("before:1")
     if one and two:

@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     )
     poll_read_connections: int = Field(default=8, ge=1, le=64,
                                        description="database connections of the polling path per process")
+    poll_change_notices: bool = Field(
+        default=True, description="on PostgreSQL, answer a revalidation (If-None-Match) whose project has not "
+        "changed since from memory, kept current by the database's change notices (LISTEN/NOTIFY)",
+    )
     events_interval_seconds: float = Field(default=1.0, gt=0,
                                            description="how often a progress stream looks for a change")
     events_keepalive_seconds: float = Field(default=15.0, gt=0,

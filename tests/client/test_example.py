@@ -9,9 +9,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "upload_and_wait.py"
 
 
+@pytest.mark.slow  # a real reconstruction, like the CLI's kermit_done test that `make test` runs
 def test_upload_and_wait_example(processing_server, photo_set, client_paths, tmp_path):
     env = {**os.environ, "OPENSCAN_SERVER": processing_server.url, "OPENSCAN_TOKEN": processing_server.token()}
     out = subprocess.run([sys.executable, str(EXAMPLE), str(photo_set("kermit")), str(tmp_path / "results")],

@@ -35,6 +35,7 @@ def connect(qtbot, window, server, token) -> None:
     qtbot.waitUntil(lambda: window.token_info is not None, timeout=20_000)
 
 
+@pytest.mark.slow  # a real reconstruction; the CLI, web and firmware tests run one in `make test`
 def test_pick_upload_process_download(qtbot, make_window, processing_server, photo_set, tmp_path, client_paths):
     images = photo_set("kermit")
     token = processing_server.token()

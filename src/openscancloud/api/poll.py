@@ -4,7 +4,8 @@
 Clients poll these every few seconds while a job runs, so they are built to be cheap (docs/benchmarks.md has
 the profile): one statement reads token, project and latest job (`db.poll`), the change tag is computed from
 that row before anything else, and a client that already has the answer gets a 304 without the answer being
-built. The answer itself comes from the same pure function as the general path
+built. On PostgreSQL even that read is skipped while no change notice has mentioned the project since this
+process last read it: the snapshot is kept in memory (`api.poll_cache`, `db.changes`). The answer itself comes from the same pure function as the general path
 (`domain.reporting.render_project_view`), signed links use a pre-keyed HMAC, and the JSON is encoded once by
 pydantic-core (the encoder FastAPI uses for these routes, so the bytes are the ones clients always got).
 
@@ -29,6 +30,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from openscancloud.api.context import AppContext
 from openscancloud.api.links import base_url, download_link, fast_base_url, upload_links
+from openscancloud.api.poll_cache import PollCache
 from openscancloud.db.poll import PollReader, Snapshot
 from openscancloud.domain.errors import DomainError, NotFound
 from openscancloud.domain.eta import ETA_UNKNOWN, EtaInputs, estimate
@@ -59,8 +61,27 @@ class ProjectPoller:
         # for the rare blocking steps: the domain layer's refusal path and storage offsets while uploading
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="poll")
         self._eta_cache: dict[str, tuple[float, EtaInputs]] = {}
+        self.cache: PollCache | None = None  # polls from memory, where the database sends change notices
+        if ctx.settings.poll_change_notices:
+            feed = reader.change_feed(on_change=self._forget, on_reset=self._forget_all, on_queue=self._queue_moved)
+            if feed is not None:
+                self.cache = PollCache(feed)
+
+    def _forget(self, project_id: str) -> None:
+        if self.cache is not None:
+            self.cache.forget(project_id)
+
+    def _forget_all(self) -> None:
+        if self.cache is not None:
+            self.cache.clear()
+
+    def _queue_moved(self) -> None:
+        if self.cache is not None:
+            self.cache.forget_queued()
 
     def close(self) -> None:
+        if self.cache is not None:
+            self.cache.feed.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.reader.close()
 
@@ -73,12 +94,23 @@ class ProjectPoller:
         """The answer for the token `secret` and its project (by legacy name or REST id); raises the domain
         layer's error when the token may not see it. `seen`: the client's If-None-Match (→ no body if equal)."""
         base = fast_base_url(request.scope, self.ctx.settings) or base_url(request, self.ctx.settings)
-        snap = await self._snapshot(secret, name, project_id, rest, project_key)
-        project = snap.project
+        token_hash = hash_token(secret or "")
+        key = (token_hash, name, project_id, base, rest)
+        cache = self.cache
+        known = None if cache is None else cache.lookup(key)
         offsets: tuple[int, ...] = ()
-        if snap.parts is not None and project.status in ACCEPTS_UPLOADS:
-            offsets = await self._blocking(self._offsets, project, snap.parts)  # partial uploads: in storage only
-        etag = _etag(snap, base, offsets)
+        if known is not None:  # nothing about this project changed since this process last read it
+            snap, etag = known.snap, known.etag
+            project = snap.project
+        else:
+            mark = None if cache is None else cache.mark()
+            snap, ordinary = await self._snapshot(secret, token_hash, name, project_id, rest, project_key)
+            project = snap.project
+            if snap.parts is not None and project.status in ACCEPTS_UPLOADS:
+                offsets = await self._blocking(self._offsets, project, snap.parts)  # partial uploads: storage only
+            etag = _etag(snap, base, offsets)
+            if cache is not None and ordinary and project.status not in ACCEPTS_UPLOADS:
+                cache.store(key, mark, etag, snap)
         if seen is not None and _matches(etag, seen):
             return Answer(etag, None, project.status)  # 304: nothing more to read or build
         eta = ETA_UNKNOWN
@@ -103,23 +135,25 @@ class ProjectPoller:
         see the change within `ETA_INPUTS_TTL`)."""
         self._eta_cache.clear()
 
-    async def _snapshot(self, secret: str | None, name: str | None, project_id: str | None, rest: bool,
-                        project_key: str | None = None) -> Snapshot:
+    async def _snapshot(self, secret: str | None, token_hash: str, name: str | None, project_id: str | None,
+                        rest: bool, project_key: str | None = None) -> tuple[Snapshot, bool]:
+        """The snapshot, and whether it was the ordinary case (an active user token reading its own project, no
+        per-project key involved): only those answers may be revalidated from memory later."""
         snap = None
         if secret:
-            snap = await self.reader.snapshot(hash_token(secret), name=name, project_id=project_id,
+            snap = await self.reader.snapshot(token_hash, name=name, project_id=project_id,
                                               parts_limit=self.ctx.settings.poll_parts_limit)
         ordinary = (snap is not None and snap.token_status == TokenStatus.ACTIVE and snap.token_kind in USER_KINDS
                     and not (rest and snap.token_kind == "public"))
         if ordinary:
-            return snap  # type: ignore[return-value]
+            return snap, True  # type: ignore[return-value]
         # The domain layer decides (and explains a refusal); what it allows is then read like any other.
         allowed = await self._blocking(self._authorize, secret, name, project_id, project_key)
         snap = await self.reader.snapshot(hash_token(secret or ""), project_id=allowed.id,
                                           parts_limit=self.ctx.settings.poll_parts_limit)
         if snap is None:  # the project vanished between the two reads
             raise NotFound("No project with this id.")
-        return snap
+        return snap, False
 
     def _authorize(self, secret: str | None, name: str | None, project_id: str | None,
                    project_key: str | None) -> Any:

@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
+from openscancloud.db.changes import ChangeFeed
 from openscancloud.db.models import Job, Part, Project, Token
 
 _P, _T, _J, _PARTS = Project.__table__, Token.__table__, Job.__table__, Part.__table__
@@ -107,6 +108,10 @@ class PollReader:
 
     async def _first(self, stmt: Any, params: dict[str, Any]) -> Any: ...
     def close(self) -> None: ...
+
+    def change_feed(self, on_change: Any, on_reset: Any, on_queue: Any) -> ChangeFeed | None:
+        """A listener for this database's change notices, or None where there are none (SQLite)."""
+        return None
 
     async def snapshot(self, token_hash: str, *, name: str | None = None, project_id: str | None = None,
                        parts_limit: int = 1000) -> Snapshot | None:
@@ -216,6 +221,9 @@ class AsyncPgReader(PollReader):
 
     async def _first(self, stmt: Any, params: dict[str, Any]) -> Any:
         return await self._execute(stmt, params)
+
+    def change_feed(self, on_change: Any, on_reset: Any, on_queue: Any) -> ChangeFeed | None:
+        return ChangeFeed(self.connect_kwargs, on_change, on_reset, on_queue)
 
     def close(self) -> None:
         idle, self._idle = self._idle, []
