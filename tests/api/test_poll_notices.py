@@ -193,3 +193,24 @@ def test_a_read_overtaken_by_a_notice_is_not_kept():
     feed.healthy = False
     cache.store("k4", cache.mark(), 'W/"x"', _snap("p4"))
     assert len(cache) == 0
+
+
+def test_without_the_triggers_every_poll_reads(pg_app):
+    """A database whose triggers are missing (dropped by hand, restored from a dump without them): the feed says
+    so once and turns itself off for good; polls read the database and see every change at once."""
+    ctx, client, other = pg_app
+    with other.begin() as conn:
+        conn.execute(text("DROP TRIGGER osc_changes ON jobs"))
+    token, _ = ctx.service.create_token(TokenKind.PRIVATE, label="poller", credit_gb=1)
+    bearer = {"Authorization": f"Bearer {token}"}
+    pid = _processing_project(ctx, client, other, token)
+    cache = ctx.poller.cache
+    client.get(f"/api/v1/projects/{pid}", headers=bearer)
+    _until(lambda: cache.feed.disabled)
+    for progress in (0.3, 0.4, 0.5):
+        tag = client.get(f"/api/v1/projects/{pid}", headers=bearer).headers["etag"]
+        with other.begin() as conn:
+            conn.execute(text("UPDATE jobs SET progress=:g WHERE project_id=:p"), {"g": progress, "p": pid})
+        r = client.get(f"/api/v1/projects/{pid}", headers={**bearer, "If-None-Match": tag})
+        assert r.status_code == 200 and r.json()["progress"] == progress * 100
+    assert cache.hits == 0 and cache.feed._task.done()

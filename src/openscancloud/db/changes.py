@@ -55,8 +55,9 @@ class ChangeFeed:
         self._floor = 0  # marks below this are stale for every project (a '*' notice, a reset, an overflow)
         self._last_queue_notice = 0
         self._task: asyncio.Task[None] | None = None
+        self._conn: Any = None  # the LISTEN connection while it is open
         self._loop: Any = None
-        self._warned = False
+        self.disabled = False
 
     # --- what a reader uses ------------------------------------------------------------------------------
     def mark(self) -> int | None:
@@ -75,6 +76,8 @@ class ChangeFeed:
     # --- the listening task ------------------------------------------------------------------------------
     def ensure_started(self) -> None:
         """Start listening in the running event loop (tests and uvicorn's reloads start new loops)."""
+        if self.disabled:
+            return
         loop = asyncio.get_running_loop()
         if self._loop is loop and self._task is not None and not self._task.done():
             return
@@ -82,9 +85,13 @@ class ChangeFeed:
         self._task = loop.create_task(self._run(), name="change-feed")
 
     def close(self) -> None:
+        """Stop listening; the connection is closed at once (the loop may end before the task sees its cancel)."""
         self.healthy = False
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            _finish(conn)
 
     async def _run(self) -> None:
         import psycopg
@@ -93,14 +100,14 @@ class ChangeFeed:
         while True:
             conn = None
             try:
-                conn = await psycopg.AsyncConnection.connect(
+                conn = self._conn = await psycopg.AsyncConnection.connect(
                     autocommit=True, keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=2,
                     **self.connect_kwargs)
                 if not await self._triggers_present(conn):
-                    if not self._warned:
-                        log.warning("change notices are off: the database has no osc_changes triggers (migration "
-                                    "0004); revalidations read the database every time")
-                        self._warned = True
+                    log.warning("change notices are off: the database has no osc_changes triggers (migration "
+                                "0004); every poll reads the database")
+                    self.disabled = True  # for good: not looked for again on every poll
+                    self._conn = None
                     await conn.close()
                     return
                 await conn.execute(f"LISTEN {CHANNEL}")
@@ -114,19 +121,16 @@ class ChangeFeed:
             except asyncio.CancelledError:
                 self.healthy = False
                 if conn is not None:
-                    conn.pgconn.finish()
+                    _finish(conn)
                 raise
             except Exception as exc:  # connection lost, server restart, ping timeout
                 was_healthy, self.healthy = self.healthy, False
                 self._forget_all()
                 if was_healthy:
-                    log.warning("change notices interrupted (%s); revalidations read the database until they are "
-                                "back", exc)
+                    log.warning("change notices interrupted (%s); polls read the database until they are back", exc)
                 if conn is not None:
-                    try:
-                        conn.pgconn.finish()
-                    except Exception:
-                        pass
+                    _finish(conn)
+                self._conn = None
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 
@@ -158,6 +162,14 @@ class ChangeFeed:
         self._floor = self.sequence
         self._last_notice.clear()
         self.on_reset()
+
+
+def _finish(conn: Any) -> None:
+    """Close a psycopg connection's socket without a round trip (safe to repeat)."""
+    try:
+        conn.pgconn.finish()
+    except Exception:
+        pass
 
 
 __all__ = ["ChangeFeed", "CHANNEL", "EVERYTHING", "QUEUE"]
