@@ -5,12 +5,16 @@
    `getProjectInfo` (legacy, public token), `GET /api/v1/projects/{id}` (REST, private token) and the same with
    `If-None-Match` (the 304 revalidation); the polled project is queued (as while waiting for a worker), so every
    answer includes the ETA with its queue position;
-2. the same with two API processes on one port (`uvicorn --factory ... --workers 2`) → scaling factor;
+2. the same with two API processes on one port (`uvicorn --factory ... --workers 2`) → scaling factor, and with
+   one process whose change-notice cache is off (every poll reads the database, as the first poll after a change);
 3. 10 concurrent uploads of a 200 MB part each (the default part limit) → MB/s, against the disk's own write
    speed measured with `dd` in the same run, and the API process's RSS sampled every 50 ms (it must stay flat:
    parts are streamed to disk, never held in memory).
 
-The machine's load average is recorded around every measurement (other work shares the cores).
+The requests come from wrk and the uploads from curl when they are installed (C programs: they leave the shared
+cores to the server), else from the Python clients below. The CPU of the PostgreSQL server processes is reported
+per request too. `--compare-src` measures a previous version in the same run, in a schema of its own. The
+machine's load average is recorded around every measurement (other work shares the cores).
 Writes the figures to docs/benchmarks.md (`## Scale-out` → `### Load`).
 
     .venv/bin/python bench/load.py                  # 50 clients × 20 s per endpoint, 1 and 2 processes, uploads
@@ -315,38 +319,35 @@ def run_load(root: Path, *, clients: int = 50, seconds: float = 20.0, uploads: i
     import httpx
     from sqlalchemy import create_engine, text
 
-    from openscancloud.api.app import build_context
-    from openscancloud.domain.tokens import TokenKind
-    from openscancloud.settings import Settings
-
     root.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENSCAN_")}
-    schema = None
-    if use_postgres and postgres_reachable():
-        schema = f"load_{os.getpid()}_{int(time.time())}"
-        engine = create_engine(PG_BASE)
-        with engine.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-        env["OPENSCAN_DATABASE_URL"] = f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("OPENSCAN_")}
     part_bytes = part_mb * 1_000_000
-    env.update({"PYTHONUNBUFFERED": "1", "OPENSCAN_PART_LIMIT_BYTES": str(max(part_bytes, 200_000_000)),
-                "OPENSCAN_DATA_DIR": str(root / "data"), "OPENSCAN_PUBLIC_DAILY_CREDIT_GB": "1000",
-                "OPENSCAN_PUBLIC_LIMIT_FILESIZE": str(10**12), "OPENSCAN_PRIVATE_LIMIT_FILESIZE": str(10**12)})
-    ctx = build_context(Settings(**{k.removeprefix("OPENSCAN_").lower(): v for k, v in env.items()
-                                    if k.startswith("OPENSCAN_")}))
-    public = ctx.service.public_token()
-    private, _ = ctx.service.create_token(TokenKind.PRIVATE, label="load bench", credit_gb=1000)
-    ctx.poller.close()
-    ctx.db.dispose()
+    base_env.update({"PYTHONUNBUFFERED": "1", "OPENSCAN_PART_LIMIT_BYTES": str(max(part_bytes, 200_000_000)),
+                     "OPENSCAN_DATA_DIR": str(root / "data"), "OPENSCAN_PUBLIC_DAILY_CREDIT_GB": "1000",
+                     "OPENSCAN_PUBLIC_LIMIT_FILESIZE": str(10**12), "OPENSCAN_PRIVATE_LIMIT_FILESIZE": str(10**12)})
+    postgres = use_postgres and postgres_reachable()
+    engine = create_engine(PG_BASE) if postgres else None
+    schemas: list[str] = []
+    setups: dict[str, tuple[dict[str, str], str, str]] = {}  # version → (environment, public token, private token)
+    for version in ("this", "before") if compare_src else ("this",):
+        env = dict(base_env)
+        if engine is not None:  # each version its own schema: the previous one may not know this one's migrations
+            schemas.append(f"load_{os.getpid()}_{int(time.time())}_{version}")
+            with engine.begin() as conn:
+                conn.execute(text(f"CREATE SCHEMA {schemas[-1]}"))
+            env["OPENSCAN_DATABASE_URL"] = f"{PG_BASE}?options=-csearch_path%3D{schemas[-1]}"
+        else:
+            env["OPENSCAN_DATA_DIR"] = str(root / f"data-{version}")
+        setups[version] = (env, *make_tokens(env, compare_src if version == "before" else None))
+    setups["reads"] = setups["this"]
     result: dict[str, Any] = {"clients": clients, "seconds": seconds, "uploads": uploads, "part_mb": part_mb,
                               "generator": GENERATOR,
-                              "database": "PostgreSQL" if schema else "SQLite", "runs": {},
+                              "database": "PostgreSQL" if postgres else "SQLite", "runs": {},
                               "cpus": os.cpu_count(), "compare_src": str(compare_src) if compare_src else None}
-    bearer = {"Authorization": f"Bearer {private}"}
     configs = [("this", n) for n in processes] + [("reads", 1)] + ([("before", 1)] if compare_src else [])
     try:
         port = free_port()
-        floor = start_api(env, port, 1, root / "api_bare.log", factory="asgi_entry:bare")
+        floor = start_api(base_env, port, 1, root / "api_bare.log", factory="asgi_entry:bare")
         try:
             result["floor"] = measured(floor.pid, f"http://127.0.0.1:{port}", "/", clients, seconds, expect=304)
             log(f"bare uvicorn 304: {result['floor']}")
@@ -354,6 +355,8 @@ def run_load(root: Path, *, clients: int = 50, seconds: float = 20.0, uploads: i
             floor.terminate()
             floor.wait(timeout=30)
         for version, n in configs:
+            env, public, private = setups[version]
+            bearer = {"Authorization": f"Bearer {private}"}
             port = free_port()
             server = start_api(env, port, n, root / f"api_{version}_{n}.log",
                                compare_src if version == "before" else None, reads=version == "reads")
@@ -388,11 +391,35 @@ def run_load(root: Path, *, clients: int = 50, seconds: float = 20.0, uploads: i
                 server.wait(timeout=30)
     finally:
         shutil.rmtree(root / "data" / "storage", ignore_errors=True)
-        if schema:
+        if engine is not None:
             with engine.begin() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+                for schema in schemas:
+                    conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
             engine.dispose()
     return result
+
+
+_MAKE_TOKENS = """
+import json, os
+from openscancloud.api.app import build_context
+from openscancloud.domain.tokens import TokenKind
+from openscancloud.settings import Settings
+ctx = build_context(Settings(**{k[9:].lower(): v for k, v in os.environ.items() if k.startswith("OPENSCAN_")}))
+private, _ = ctx.service.create_token(TokenKind.PRIVATE, label="load bench", credit_gb=1000)
+print(json.dumps([ctx.service.public_token(), private]))
+"""
+
+
+def make_tokens(env: dict[str, str], src: Path | None = None) -> tuple[str, str]:
+    """The public and a private token, made by the server code that will be measured (`src`: another version's
+    source tree), which also creates its schema."""
+    if src is not None:
+        env = {**env, "PYTHONPATH": str(src)}
+    out = subprocess.run([sys.executable, "-c", _MAKE_TOKENS], env=env, capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(f"could not make the tokens: {out.stderr[-1000:]}")
+    public, private = json.loads(out.stdout.strip().splitlines()[-1])
+    return public, private
 
 
 def curl_uploads(links: list[str], part_bytes: int, scratch: Path) -> dict[str, Any]:
@@ -499,7 +526,7 @@ endpoint comes to what uvicorn and the load generator allow on the machine at th
         lines.append(f"""
 | upload test (1 process) | result |
 |---|---|
-| {r['uploads']} concurrent {r['part_mb']} MB part uploads (raw POST, streamed to disk + sha256) | **{u['mb_s']:.0f} MB/s** total ({u['bytes'] / 1e9:.1f} GB in {u['seconds']:.1f} s) |
+| {r['uploads']} concurrent {r['part_mb']} MB part uploads (sent by {u.get('client', 'httpx')}, streamed to disk + sha256) | **{u['mb_s']:.0f} MB/s** total ({u['bytes'] / 1e9:.1f} GB in {u['seconds']:.1f} s) |
 | `dd if=/dev/zero bs=1M` to the same disk, same run: without / with `conv=fdatasync` | {r['dd_cached_mb_s']:.0f} / {r['dd_mb_s']:.0f} MB/s → the uploads reach {100 * u['mb_s'] / r['dd_cached_mb_s']:.0f} % of `dd` into the page cache (parts are written like that: not fsync'ed) and **{100 * u['mb_s'] / r['dd_mb_s']:.0f} %** of the flushed rate |
 | API process RSS: before → peak during the uploads → after | {r['rss_before_mb']:.0f} → **{r['rss_peak_mb']:.0f}** → {r['rss_after_mb']:.0f} MB (flat: {r['uploads']} × {r['part_mb']} MB = {r['uploads'] * r['part_mb']} MB never held in memory) |
 """)
