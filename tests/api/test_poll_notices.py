@@ -165,9 +165,8 @@ def _snap(project_id: str) -> SimpleNamespace:
 def test_a_read_overtaken_by_a_notice_is_not_kept():
     """The race the sequence numbers exist for: a read starts, the project changes and its notice arrives, then
     the read (older than the change) finishes — it must not be kept."""
-    feed = ChangeFeed({}, on_change=lambda _p: None, on_reset=lambda: None)
-    cache = PollCache(feed)
-    feed.on_change, feed.on_reset, feed.on_queue = cache.forget, cache.clear, cache.forget_queued
+    cache = PollCache()
+    feed = cache.feed = ChangeFeed({}, on_change=cache.forget, on_reset=cache.clear, on_queue=cache.forget_queued)
     feed.ensure_started = lambda: None  # no database here: the feed is driven by hand
     feed.healthy = True
     mark = cache.mark()

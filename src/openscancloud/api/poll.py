@@ -5,9 +5,10 @@ Clients poll these every few seconds while a job runs, so they are built to be c
 the profile): one statement reads token, project and latest job (`db.poll`), the change tag is computed from
 that row before anything else, and a client that already has the answer gets a 304 without the answer being
 built. On PostgreSQL even that read is skipped while no change notice has mentioned the project since this
-process last read it: the snapshot is kept in memory (`api.poll_cache`, `db.changes`). The answer itself comes from the same pure function as the general path
-(`domain.reporting.render_project_view`), signed links use a pre-keyed HMAC, and the JSON is encoded once by
-pydantic-core (the encoder FastAPI uses for these routes, so the bytes are the ones clients always got).
+process last read it: the snapshot is kept in memory (`api.poll_cache`, `db.changes`). The answer itself comes
+from the same pure function as the general path (`domain.reporting.render_project_view`), signed links use a
+pre-keyed HMAC, and the JSON is encoded once by pydantic-core (the encoder FastAPI uses for these routes, so the
+bytes are the ones clients always got).
 
 Anything unusual — unknown or revoked token, a project that is not the token's, a public token on REST (whose
 access rules include the per-project key) — goes through the domain layer (`CloudService`), which has the
@@ -63,21 +64,10 @@ class ProjectPoller:
         self._eta_cache: dict[str, tuple[float, EtaInputs]] = {}
         self.cache: PollCache | None = None  # polls from memory, where the database sends change notices
         if ctx.settings.poll_change_notices:
-            feed = reader.change_feed(on_change=self._forget, on_reset=self._forget_all, on_queue=self._queue_moved)
+            cache = PollCache()
+            feed = reader.change_feed(on_change=cache.forget, on_reset=cache.clear, on_queue=cache.forget_queued)
             if feed is not None:
-                self.cache = PollCache(feed)
-
-    def _forget(self, project_id: str) -> None:
-        if self.cache is not None:
-            self.cache.forget(project_id)
-
-    def _forget_all(self) -> None:
-        if self.cache is not None:
-            self.cache.clear()
-
-    def _queue_moved(self) -> None:
-        if self.cache is not None:
-            self.cache.forget_queued()
+                cache.feed, self.cache = feed, cache
 
     def close(self) -> None:
         if self.cache is not None:
@@ -149,7 +139,7 @@ class ProjectPoller:
             return snap, True  # type: ignore[return-value]
         # The domain layer decides (and explains a refusal); what it allows is then read like any other.
         allowed = await self._blocking(self._authorize, secret, name, project_id, project_key)
-        snap = await self.reader.snapshot(hash_token(secret or ""), project_id=allowed.id,
+        snap = await self.reader.snapshot(token_hash, project_id=allowed.id,
                                           parts_limit=self.ctx.settings.poll_parts_limit)
         if snap is None:  # the project vanished between the two reads
             raise NotFound("No project with this id.")

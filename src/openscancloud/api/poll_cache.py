@@ -31,10 +31,12 @@ class Cached(NamedTuple):
 
 
 class PollCache:
-    """Per-process map (token hash, project, base URL, view) → the last snapshot and its tag (module docstring)."""
+    """Per-process map (token hash, project, base URL, view) → the last snapshot and its tag (module docstring).
+    Its owner connects `feed`, a change feed whose notices call `forget`, `clear` and `forget_queued`."""
 
-    def __init__(self, feed: ChangeFeed, max_entries: int = 50_000, max_age: float = 60.0) -> None:
-        self.feed = feed
+    feed: ChangeFeed
+
+    def __init__(self, max_entries: int = 50_000, max_age: float = 60.0) -> None:
         self.max_entries = max_entries
         self.max_age = max_age
         self._entries: dict[Hashable, Cached] = {}
