@@ -33,7 +33,6 @@ MARGIN = 0.04  # static masks grow by this share of the long side: the object's 
 # the sparse stage removes anyway
 VERIFY_OUTSIDE = 0.02  # a mask that leaves out more than 2 % of the object's points (projected) cuts the object
 VERIFY_GIVE_UP = 0.25  # when a quarter of the masks cut the object, masking is switched off for the whole set
-STILL_SPREAD = 0.01  # a 3D point whose observations lie within 1 % of the image diagonal stood still: backdrop
 SMOOTH_GRADIENT = 5.0  # grey levels per pixel (at mask size): below this a region has no texture to match
 
 
@@ -218,31 +217,16 @@ def keep_moving_components(mask: np.ndarray, moving: np.ndarray) -> np.ndarray:
     return np.where(good[labels], 255, 0).astype(np.uint8)
 
 
-def moving_hull(moving: np.ndarray) -> np.ndarray:
-    """255 inside the convex hull of the moving pixels: the region the object and the turntable occupy.
-
-    Why: a smooth static pixel may belong to a plain object or to a plain backdrop. A plain object is enclosed by
-    what moves (its own shifting silhouette and shading, the turntable around its foot); a plain backdrop lies
-    around all of that. Kept, a dark plain backdrop was reconstructed by the dense stage as a band along the
-    plate and blobs beside the object (synth_bust, preset standard: F@0.5 % 0.80 instead of 0.93)."""
-    hull = np.zeros_like(moving)
-    points = cv2.findNonZero(moving)
-    if points is not None:
-        cv2.fillConvexPoly(hull, cv2.convexHull(points), 255)
-    return hull
-
-
 def object_masks(smalls: list[np.ndarray]) -> list[np.ndarray]:
-    """255 = keep: what moves in this photo, plus what is smooth (see `smooth_pixels`) near the hull of what
-    moves (see `moving_hull`), in the regions that hold moving pixels; cleaned, holes filled, grown by a margin."""
+    """255 = keep: what moves in this photo, plus what is smooth (see `smooth_pixels`), in the regions that
+    hold moving pixels; cleaned, holes filled, grown by a margin."""
     out = []
     k = int(MARGIN * max(smalls[0].shape[:2])) | 1
     margin = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     for same, small in zip(recurring_pixels(smalls), smalls):
-        moving = clean_mask(np.where(same, 0, 255).astype(np.uint8))
-        smooth_near = smooth_pixels(small) & (cv2.dilate(moving_hull(moving), margin) > 0)
-        raw = np.where(~same | smooth_near, 255, 0).astype(np.uint8)
-        mask = keep_moving_components(clean_mask(raw), moving)
+        moving = np.where(same, 0, 255).astype(np.uint8)
+        raw = np.where(~same | smooth_pixels(small), 255, 0).astype(np.uint8)
+        mask = keep_moving_components(clean_mask(raw), clean_mask(moving))
         out.append(cv2.dilate(mask, margin))
     return out
 
@@ -250,16 +234,15 @@ def object_masks(smalls: list[np.ndarray]) -> list[np.ndarray]:
 def verify(masks: MaskResult, sparse, ctx: StageContext) -> MaskResult:
     """Check the automatic masks against what structure-from-motion placed on the object; never cut the object.
 
-    Every 3D point seen in at least three photos that moves in them (`_moving_points`: keypoints that stood still
-    were removed before matching, and a point whose observations still stand still is backdrop, which the masks
-    rightly leave out) lies on the object or the turntable, so it must project inside the mask of every photo
-    that looks at it: a silhouette contains the projection of all of its object's points, hidden or not.  A
-    photo whose mask leaves out more than VERIFY_OUTSIDE of them is used whole (no mask); when that happens to a
-    quarter of the photos the masks are not trusted at all and masking is switched off, with a warning."""
+    Every 3D point seen in at least three photos (keypoints that stood still were removed before matching, so
+    these lie on the object and the turntable) must project inside the mask of every photo that looks at it:
+    a silhouette contains the projection of all of its object's points, hidden or not.  A photo whose mask
+    leaves out more than VERIFY_OUTSIDE of them is used whole (no mask); when that happens to a quarter of the
+    photos the masks are not trusted at all and masking is switched off, with a warning."""
     if masks.mode != "static-background" or masks.masks_dir is None:
         return masks
     rec = sparse.load()
-    xyz = _moving_points(rec)
+    xyz = np.array([p.xyz for p in rec.points3D.values() if p.track.length() >= 3], dtype=np.float64)
     out_dir = ctx.work_dir / "checked"
     out_dir.mkdir(parents=True, exist_ok=True)
     unmasked: list[str] = []
@@ -298,23 +281,3 @@ def verify(masks: MaskResult, sparse, ctx: StageContext) -> MaskResult:
         else:
             (out_dir / path.name).write_bytes(path.read_bytes())
     return MaskResult(masks.mode, out_dir, masks.static_fraction, coverage, sorted(unmasked))
-
-
-def _moving_points(rec) -> np.ndarray:
-    """Positions of the 3D points seen in at least three photos whose observations move across the photos by
-    more than STILL_SPREAD of the image diagonal (on a turntable the object turns between photos; a backdrop
-    feature that survived the static-keypoint filter stays where it was)."""
-    kept = []
-    for point in rec.points3D.values():
-        if point.track.length() < 3:
-            continue
-        xy = []
-        diagonal = 0.0
-        for element in point.track.elements:
-            image = rec.images[element.image_id]
-            xy.append(image.points2D[element.point2D_idx].xy)
-            diagonal = max(diagonal, float(np.hypot(image.camera.width, image.camera.height)))
-        xy_arr = np.asarray(xy, dtype=np.float64)
-        if np.ptp(xy_arr, axis=0).max() > STILL_SPREAD * diagonal:
-            kept.append(point.xyz)
-    return np.array(kept, dtype=np.float64).reshape(-1, 3)
