@@ -1,7 +1,7 @@
 """Change notices from PostgreSQL: which projects changed, as soon as the change commits, whoever made it.
 
-The polling path answers a revalidation (`If-None-Match`) from a per-process table of change tags without a
-database read (`api.poll_cache.TagCache`). That is only right if the process hears of every change to a project
+The polling path answers polls of unchanged projects from a per-process table of snapshots without a database
+read (`api.poll_cache.PollCache`). That is only right if the process hears of every change to a project
 — made by another API replica, a worker reporting progress, an admin, a maintenance sweep. Migration 0004
 installs triggers on `projects`, `jobs`, `parts` and `tokens` that send `pg_notify('osc_changes', project id)`
 (`'*'` for a token: it may guard many projects; `'#queue'` when a job enters, leaves or moves in the queue, which
@@ -141,12 +141,10 @@ class ChangeFeed:
         return row is not None and row[0] == len(TABLES)
 
     def _notice(self, payload: str) -> None:
-        self.sequence += 1
         if payload == EVERYTHING:
-            self._floor = self.sequence
-            self._last_notice.clear()
-            self.on_reset()
+            self._forget_all()
             return
+        self.sequence += 1
         if payload == QUEUE:
             self._last_queue_notice = self.sequence
             self.on_queue()
@@ -158,6 +156,7 @@ class ChangeFeed:
         self.on_change(payload)
 
     def _forget_all(self) -> None:
+        """Nothing read before now may be kept (a '*' notice, a (re)connected listener)."""
         self.sequence += 1
         self._floor = self.sequence
         self._last_notice.clear()
