@@ -132,7 +132,7 @@ def test_engine_warnings_reach_the_project_status(server, photo_set, tmp_path):
         Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)).save(tmp_path / f"noise{i}.jpg")
     created = submit(url, token, "partial.zip", [*images, tmp_path / "noise0.jpg", tmp_path / "noise1.jpg"],
                      quality="preview")
-    worker = Worker(url, worker_token(data_dir), name="test", max_image_size=480)
+    worker = Worker(url, worker_token(data_dir), name="test", max_image_size=320)
     assert worker.run_once() is True
     p = info(url, token, "partial.zip")
     assert p["status"] == "done", p.get("error")

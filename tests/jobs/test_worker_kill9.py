@@ -89,7 +89,6 @@ def server(tmp_path):
     proc.wait(timeout=30)
 
 
-@pytest.mark.slow  # a minute of real reconstructions: `make test-all`
 @pytest.mark.timeout(900)
 def test_kill9_of_the_worker_loses_nothing(server, photo_set, tmp_path):
     url, data_dir = server
