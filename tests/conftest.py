@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -73,6 +74,7 @@ SMALL_SETS: dict[str, tuple[str, ...]] = {
     "small_dots_static": ("--shape", "bust", "--seed", "11", "--texture", "dots", "--backdrop", "static",
                           "--light-mode", "camera", "--elevations", "20,45", "--azimuths", "12"),
     "small_rings_rich": ("--shape", "blob", "--seed", "7", "--elevations", "15,35,55", "--azimuths", "12"),
+    "small_flip": ("--shape", "blob", "--seed", "12", "--flip", "--elevations", "20,45", "--azimuths", "12"),
 }
 SMALL_SET_SIZE = ("--width", "640", "--height", "480", "--ssaa", "1", "--workers", "2")
 
@@ -241,3 +243,29 @@ def render_synthetic():
         return out_dir
 
     return render
+
+
+# The benchmark's modules (bench/ is a script folder, not a package), for tests that score with its metric.
+BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _load_bench_module(name: str):
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCH_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses need the module registered while it executes
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def metrics():
+    """The module `bench/metrics.py`."""
+    return _load_bench_module("metrics")
+
+
+@pytest.fixture(scope="session")
+def bench_module():
+    """Factory: `bench_module("reconstruct")` → the module `bench/reconstruct.py`."""
+    return _load_bench_module

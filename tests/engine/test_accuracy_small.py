@@ -10,28 +10,16 @@ but fail on any real regression (a wrong scale, a mesh off the surface, a missin
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 from openscancloud.engine import ReconstructionOptions, reconstruct
 
-BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 VIEWS = 30
 RENDER_ARGS = ("--shape", "bust", "--seed", "3", "--elevations", "15,35,55", "--azimuths", "10",
                "--width", "640", "--height", "480", "--ssaa", "1", "--voxel", "0.0008", "--max-faces", "100000",
                "--workers", "2")
-
-
-def _metrics():
-    if "metrics" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("metrics", BENCH_DIR / "metrics.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["metrics"] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return sys.modules["metrics"]
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +27,7 @@ def small_synthetic_set(render_synthetic, tmp_path_factory) -> Path:
     return render_synthetic(tmp_path_factory.mktemp("synth") / "bust_small", *RENDER_ARGS)
 
 
-def test_preview_matches_ground_truth(small_synthetic_set, tmp_path):
+def test_preview_matches_ground_truth(small_synthetic_set, tmp_path, metrics):
     out = tmp_path / "out"
     result = reconstruct(small_synthetic_set / "images", out, ReconstructionOptions(quality="preview"))
     report = result.report
@@ -47,7 +35,7 @@ def test_preview_matches_ground_truth(small_synthetic_set, tmp_path):
     assert report["masks"]["mode"] == "static-background"  # the plain backdrop is the same in every view
     assert report["transform"]["turntable"] is True
 
-    score = _metrics().evaluate(out / "model.obj", out / "sparse", small_synthetic_set / "ground_truth",
+    score = metrics.evaluate(out / "model.obj", out / "sparse", small_synthetic_set / "ground_truth",
                                 samples=60_000)
     alignment = score.alignment
     assert alignment["cameras_inliers"] == VIEWS and alignment["outliers"] == []

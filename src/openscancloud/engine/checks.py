@@ -109,6 +109,14 @@ def turntable_warnings(static_rig: bool, turntable: bool, spread: float) -> list
     return []
 
 
+def session_warnings(left_out: list[list[str]]) -> list[str]:
+    """Scanning sessions (the object in another position) that could not be joined through the object."""
+    return [f"The {len(group)} photos from {sorted(group)[0]} on were taken in another scanning session (the "
+            f"object in another position) and could not be joined to the first session through the object "
+            f"itself, so they were left out: the model shows what the first session saw. Overlap the sessions "
+            f"more (at least a third of the object seen in both) to join them." for group in left_out]
+
+
 def input_warnings(rejected: list[dict]) -> list[str]:
     """Files of the input that were not used (not photos, unreadable, blurry, duplicates, another camera)."""
     if not rejected:
@@ -126,14 +134,21 @@ def collect(*, ingest, masks, sparse, orientation) -> list[str]:
     used = len(ingest.views)
     out = input_warnings(ingest.rejected)
     out += getattr(masks, "warnings", None) or []
-    out += placement_warnings(used, [ingest.view(n).source for n in sparse.unregistered])
+    left_out = (sparse.extra.get("sessions") or {}).get("left_out") or []
+    in_left_out = {name for group in left_out for name in group}
+    out += placement_warnings(used, [ingest.view(n).source for n in sparse.unregistered if n not in in_left_out])
     out += sub_model_warnings(sparse.extra.get("sub_models", []))
+    out += session_warnings(left_out)
     out += camera_warnings(sparse.mean_reprojection_error, sparse.extra.get("track_length_mean"),
                            sparse.extra.get("observations_per_image"))
     static_rig = masks.mode == "static-background"
     if static_rig:
         cams = sparse_stage.camera_arrays(sparse.load())
-        centers = np.array([c["center"] for c in cams.values()])
-        spread = ring_radius_spread(centers, orientation.up, orientation.center) if len(centers) >= 4 else 0.0
-        out += turntable_warnings(static_rig, orientation.turntable, spread)
+        sessions = [(s.images, s.up, s.turntable) for s in orientation.sessions] or \
+            [(list(cams), orientation.up, orientation.turntable)]
+        spreads = []
+        for images, up, _ in sessions:  # each session's cameras form circles around its own axis
+            centers = np.array([cams[n]["center"] for n in images if n in cams])
+            spreads.append(ring_radius_spread(centers, up, orientation.center) if len(centers) >= 4 else 0.0)
+        out += turntable_warnings(static_rig, all(turntable for *_, turntable in sessions), max(spreads))
     return out

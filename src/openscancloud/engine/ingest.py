@@ -59,6 +59,7 @@ class View:
     focal_px: float | None  # focal length at working size when EXIF tells it, else None
     focal_source: str  # "exif-focal-plane", "exif-35mm", or "none"
     exif_orientation: int
+    taken: float | None = None  # capture time (EXIF DateTimeOriginal, seconds since the epoch, no time zone)
 
 
 @dataclass
@@ -193,6 +194,7 @@ def _load_one(name: str, opener: Opener, max_size: int, out_dir: Path, out_name:
         fmt = img.format
         mode = img.mode
         orientation = int(img.getexif().get(0x0112, 1) or 1)
+        taken = _capture_time(img)
         ow, oh = img.size
         if orientation in (5, 6, 7, 8):
             up_w, up_h = oh, ow
@@ -238,7 +240,26 @@ def _load_one(name: str, opener: Opener, max_size: int, out_dir: Path, out_name:
         focal_px=focal,
         focal_source=focal_source,
         exif_orientation=orientation,
+        taken=taken,
     )
+
+
+def _capture_time(img: Image.Image) -> float | None:
+    """EXIF DateTimeOriginal (else DateTime) as seconds since the epoch, read as UTC; None when absent or bad.
+
+    Why: a second scanning session (the object turned over) starts minutes after the first one ends, so the
+    capture times tell sessions apart (engine/sessions.py)."""
+    import calendar
+    import time as _time
+
+    try:
+        exif = img.getexif()
+        stamp = exif.get_ifd(_EXIF_IFD).get(0x9003) or exif.get(0x0132)
+        if not stamp:
+            return None
+        return float(calendar.timegm(_time.strptime(str(stamp).strip().rstrip("\x00"), "%Y:%m:%d %H:%M:%S")))
+    except (ValueError, TypeError, OSError, KeyError, AttributeError):
+        return None
 
 
 MASK_SUFFIX = "_mask"  # NAME_mask.png beside NAME.jpg is the user's mask of that photo (as OpenDroneMap does)

@@ -43,13 +43,24 @@ class MeshResult(StageResult):
 
 
 def remove_plate(points: np.ndarray, orientation: Orientation, spacing: float) -> tuple[np.ndarray, bool]:
-    """Mask of points to keep after cutting the turntable plate (a large horizontal plane under the object)."""
+    """Mask of points to keep after cutting the turntable plate of every session (a large plane under the object,
+    perpendicular to the session's axis: with a flipped second session its plate touches the object's top)."""
+    keep = np.ones(len(points), bool)
+    removed = False
+    for up in orientation.turntable_ups():
+        session_keep, cut = _remove_plate_below(points, up, spacing)
+        keep &= session_keep
+        removed |= cut
+    return keep, removed
+
+
+def _remove_plate_below(points: np.ndarray, up: np.ndarray, spacing: float) -> tuple[np.ndarray, bool]:
     import open3d as o3d
 
     keep = np.ones(len(points), bool)
-    if not orientation.turntable or len(points) < 1000:
+    if len(points) < 1000:
         return keep, False
-    up = orientation.up / np.linalg.norm(orientation.up)
+    up = up / np.linalg.norm(up)
     heights = points @ up
     lo, hi = np.percentile(heights, [1, 99])
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))

@@ -7,13 +7,42 @@ is the direction in which the centres spread least (the normal of the best-fit p
 rings at different heights the horizontal spread still dominates).  Its sign is chosen so the cameras' own "up"
 points along +Z.  The 4×4 similarity is applied to everything exported (mesh, dense cloud, sparse model) so all
 outputs share one frame, and it is written to report.json.
+
+Sessions: owners of turntable scanners often scan an object twice, the second time turned over to see its
+underside.  Structure-from-motion joins both sessions through the object's own features, so in the model's frame
+the second session's cameras circle another axis, and its turntable plate touches the object at another side.
+`split_sessions` finds such groups of cameras (their image "up" directions disagree, and each group circles an
+axis of its own); the output frame is the first session's upright, and every session's plate is cut (mesh stage).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+SESSION_MIN_ANGLE_DEG = 45.0  # camera groups whose mean image-up directions differ this much saw the object
+# lying differently (a flipped second session differs by about 180°, an object laid on its side by about 90°;
+# one handheld or turntable session keeps its photos' "up" within a few tens of degrees)
+SESSION_MIN_PHOTOS = 6  # fewer photos cannot show that they circle an axis of their own
+MAX_SESSIONS = 4
+
+
+@dataclass
+class Session:
+    """One scanning session: photos taken with the object in one position on the turntable."""
+    images: list[str]
+    up: np.ndarray  # the session's turntable axis ("up" while it was scanned), unit, in the SfM frame
+    turntable: bool
+    axis_fit_residual: float
+
+    def to_dict(self) -> dict:
+        return {"images": list(self.images), "up": np.asarray(self.up).tolist(), "turntable": self.turntable,
+                "axis_fit_residual": self.axis_fit_residual}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Session":
+        return cls(list(d["images"]), np.array(d["up"]), d["turntable"], d["axis_fit_residual"])
 
 
 @dataclass
@@ -23,15 +52,24 @@ class Orientation:
     up: np.ndarray  # unit "up" in the SfM frame
     center: np.ndarray  # object centre in the SfM frame
     axis_fit_residual: float  # spread along the axis / spread across it (small = clean turntable)
+    sessions: list[Session] = field(default_factory=list)  # two or more when the object was scanned in
+    # several positions; empty for one session
 
     def to_dict(self) -> dict:
         return {"transform": self.transform.tolist(), "turntable": self.turntable, "up": self.up.tolist(),
-                "center": self.center.tolist(), "axis_fit_residual": self.axis_fit_residual}
+                "center": self.center.tolist(), "axis_fit_residual": self.axis_fit_residual,
+                "sessions": [s.to_dict() for s in self.sessions]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Orientation":
         return cls(np.array(d["transform"]), d["turntable"], np.array(d["up"]), np.array(d["center"]),
-                   d["axis_fit_residual"])
+                   d["axis_fit_residual"], [Session.from_dict(s) for s in d.get("sessions", [])])
+
+    def turntable_ups(self) -> list[np.ndarray]:
+        """The "up" of every turntable session (one per plate to cut): the sessions' axes, or the one axis."""
+        if self.sessions:
+            return [s.up for s in self.sessions if s.turntable]
+        return [self.up] if self.turntable else []
 
     def apply(self, points: np.ndarray) -> np.ndarray:
         return points @ self.transform[:3, :3].T + self.transform[:3, 3]
@@ -106,3 +144,75 @@ def estimate(centers: np.ndarray, view_dirs: np.ndarray, cam_ups: np.ndarray,
     T[:3, :3] = Rm
     T[:3, 3] = -Rm @ center
     return Orientation(T, surround, up, center, residual)
+
+
+def _two_means(ups: np.ndarray, iterations: int = 20) -> np.ndarray:
+    """Labels 0/1 of a 2-means clustering of unit vectors (by angle), seeded with the first photo's "up" and the
+    one least like it."""
+    seeds = np.stack([ups[0], ups[int(np.argmin(ups @ ups[0]))]])
+    labels = np.zeros(len(ups), int)
+    for iteration in range(iterations):
+        new = np.argmax(ups @ seeds.T, axis=1)
+        if iteration > 0 and (new == labels).all():
+            break
+        labels = new
+        for k in (0, 1):
+            if (labels == k).any():
+                mean = ups[labels == k].sum(0)
+                seeds[k] = mean / max(np.linalg.norm(mean), 1e-12)
+    return labels
+
+
+def split_sessions(centers: np.ndarray, view_dirs: np.ndarray, cam_ups: np.ndarray) -> list[np.ndarray]:
+    """Indices of the cameras of each scanning session, the first photo's session first; one group when the
+    photos show the object in one position.
+
+    A group is split in two when the mean image-up directions of the halves differ by SESSION_MIN_ANGLE_DEG or
+    more and each half on its own circles an axis (a turntable session): a photographer's hand varies the "up"
+    of a handheld set too, but its halves do not each surround the object.  Repeated while groups split, up to
+    MAX_SESSIONS."""
+    ups = cam_ups / np.maximum(np.linalg.norm(cam_ups, axis=1, keepdims=True), 1e-12)
+    groups = [np.arange(len(ups))]
+    changed = True
+    while changed and len(groups) < MAX_SESSIONS:
+        changed = False
+        for gi, group in enumerate(groups):
+            if len(group) < 2 * SESSION_MIN_PHOTOS:
+                continue
+            labels = _two_means(ups[group])
+            halves = [group[labels == 0], group[labels == 1]]
+            if min(len(h) for h in halves) < SESSION_MIN_PHOTOS:
+                continue
+            means = [ups[h].mean(0) for h in halves]
+            cos = means[0] @ means[1] / max(np.linalg.norm(means[0]) * np.linalg.norm(means[1]), 1e-12)
+            if np.degrees(np.arccos(np.clip(cos, -1, 1))) < SESSION_MIN_ANGLE_DEG:
+                continue
+            if not all(estimate(centers[h], view_dirs[h], cam_ups[h]).turntable for h in halves):
+                continue
+            groups[gi:gi + 1] = halves
+            changed = True
+            break
+    return sorted(groups, key=lambda g: int(g.min()))
+
+
+def estimate_sessions(names: list[str], centers: np.ndarray, view_dirs: np.ndarray, cam_ups: np.ndarray,
+                      points: np.ndarray | None = None, known: list[list[str]] | None = None) -> Orientation:
+    """`estimate` for photos that may come from several sessions: the output frame is that of the first session
+    (the one holding names[0]), and with two or more sessions each is listed with its own axis.  `known`: the
+    sessions told by the capture times (engine/sessions.py); without them the cameras' directions tell."""
+    index = {n: i for i, n in enumerate(names)}
+    groups = [np.array(sorted(index[n] for n in g if n in index)) for g in known or []]
+    groups = [g for g in groups if len(g)]
+    if len(groups) < 2:
+        groups = split_sessions(centers, view_dirs, cam_ups)
+    groups = sorted(groups, key=lambda g: int(g.min()))
+    if len(groups) == 1:
+        return estimate(centers, view_dirs, cam_ups, points)
+    first = groups[0]
+    main = estimate(centers[first], view_dirs[first], cam_ups[first], points)
+    sessions = []
+    for group in groups:
+        own = estimate(centers[group], view_dirs[group], cam_ups[group])
+        sessions.append(Session([names[i] for i in group], own.up, own.turntable, own.axis_fit_residual))
+    main.sessions = sessions
+    return main

@@ -233,12 +233,14 @@ def _orientation(sparse: sparse_stage.SparseResult, work_dir: Path) -> orient.Or
     centers = np.array([c["center"] for c in cams.values()])
     dirs = np.array([c["R"][2] for c in cams.values()])  # optical axis in world
     ups = np.array([-c["R"][1] for c in cams.values()])  # image "up" in world
-    first = sorted(cams)[0]
+    known = (sparse.extra.get("sessions") or {}).get("groups") or []
+    first = min(known[0]) if len(known) > 1 else sorted(cams)[0]  # the first session's first photo
+    first = first if first in cams else sorted(cams)[0]
     order = [first] + [n for n in cams if n != first]
     idx = {n: i for i, n in enumerate(cams)}
     centers, dirs, ups = centers[[idx[n] for n in order]], dirs[[idx[n] for n in order]], ups[[idx[n] for n in order]]
     points = np.array([p.xyz for p in rec.points3D.values()]) if rec.num_points3D() else None
-    result = orient.estimate(centers, dirs, ups, points)
+    result = orient.estimate_sessions(order, centers, dirs, ups, points, known)
     write_json(path, {"registered": sparse.registered, "orientation": result.to_dict()})
     return result
 

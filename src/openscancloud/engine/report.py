@@ -83,6 +83,29 @@ class Timings:
                 for name, t in self.stages.items()}
 
 
+def session_report(orientation, sparse_sessions: dict | None) -> dict:
+    """How many scanning sessions the photos came from and how they were joined (engine/sessions.py, orient.py)."""
+    merge = (sparse_sessions or {}).get("merge")
+    left_out = (sparse_sessions or {}).get("left_out") or []
+    if not orientation.sessions and not left_out:
+        return {"count": 1, "joined": "one session"}
+    if merge:
+        how = ("each session was mapped on its own; object points matched across sessions put them in one frame "
+               "(turntable plates left out of that), then one bundle adjustment")
+    else:
+        how = "mapped together; the sessions were told apart by the directions of their cameras"
+    return {
+        "count": len(orientation.sessions) + len(left_out) or 1,
+        "joined": how,
+        "merge": merge,
+        "sessions": [{"photos": len(s.images), "first_photo": sorted(s.images)[0],
+                      "up_in_output_frame": np.round(orientation.apply_dirs(np.asarray(s.up)), 4).tolist(),
+                      "turntable": s.turntable} for s in orientation.sessions],
+        "left_out": [{"photos": len(g), "first_photo": sorted(g)[0]} for g in left_out],
+        "note": "the model stands as the first session stood; every session's turntable plate is cut",
+    }
+
+
 def build_report(*, preset, options, ingest, masks, sparse, dense, mesh, texture, orientation, timings: Timings,
                  outputs: dict[str, str]) -> dict:
     registered = set(sparse.registered)
@@ -140,6 +163,7 @@ def build_report(*, preset, options, ingest, masks, sparse, dense, mesh, texture
                            "sparse/; model.glb additionally maps +Z up to glTF's +Y up",
             "turntable": orientation.turntable,
         },
+        "sessions": session_report(orientation, sparse.extra.get("sessions")),
         "timings": timings.to_dict(),
         "total_seconds": round(total_seconds, 2),
         "peak_rss_mb": round(max((t.peak_rss_mb for t in timings.stages.values()), default=0.0), 1),

@@ -26,6 +26,7 @@ import pycolmap
 from .context import StageContext, StageResult, load_done, save_done
 from .errors import UserInputError
 from .ingest import IngestResult
+from . import sessions as sessions_stage
 from .masks import MaskResult
 from .pairs import choose_pairs
 
@@ -131,13 +132,26 @@ def run(ingest: IngestResult, masks: MaskResult, ctx: StageContext) -> SparseRes
         done_pairs = min(len(pairs), start + MATCH_BLOCK)
         ctx.report(0.35 + 0.45 * done_pairs / len(pairs), f"matched {done_pairs}/{len(pairs)} pairs")
 
-    # 3. mapping
+    # 3. mapping; photos of the object in several positions (sessions) are joined through the object, never
+    # through the turntable plate (engine/sessions.py)
     with pycolmap.Database.open(str(database)) as db:
         verified = db.num_verified_image_pairs()
     if verified == 0:
         raise UserInputError("No two photos share enough detail to be matched: take overlapping photos of a "
                              "textured object (each part visible in at least three photos).")
-    rec, mapper, sub_models = _map(database, ingest.images_dir, ctx, len(names))
+    groups = sessions_stage.by_capture_time(ingest.views)
+    session_info: dict = {"groups": groups}
+    rec = None
+    if len(groups) > 1:
+        rec, merge = sessions_stage.merge_sessions(database, ingest.images_dir, groups, ctx)
+        session_info["merge"] = merge.to_dict()
+        mapper, sub_models = "incremental, per session", []
+        if rec is not None:
+            session_info["groups"] = [g for g, joined in zip(groups, merge.joined) if joined]
+            session_info["left_out"] = [g for g, joined in zip(groups, merge.joined) if not joined]
+    if rec is None:
+        session_info["groups"] = [names] if len(groups) > 1 else groups
+        rec, mapper, sub_models = _map(database, ingest.images_dir, ctx, len(names))
     if rec is None or rec.num_reg_images() < 3:
         raise UserInputError("The camera positions could not be recovered: the photos overlap too little or "
                              "show too little texture (use more photos with ~70 % overlap).")
@@ -161,7 +175,7 @@ def run(ingest: IngestResult, masks: MaskResult, ctx: StageContext) -> SparseRes
         num_pairs=len(pairs),
         matching=strategy,
         extra={"verified_pairs": int(verified), "num_cameras": rec.num_cameras(),
-               "static_keypoints_removed": static_removed, "sub_models": sub_models,
+               "static_keypoints_removed": static_removed, "sub_models": sub_models, "sessions": session_info,
                "track_length_mean": round(float(rec.compute_mean_track_length()), 3),
                "observations_per_image": round(float(rec.compute_mean_observations_per_reg_image()), 1)},
     )
