@@ -77,3 +77,19 @@ def test_one_session_keeps_the_plain_orientation():
     ups = np.cross(np.cross(dirs, [0, 0, 1.0]), dirs)
     result = orient.estimate_sessions([f"{i}" for i in range(24)], centers, dirs, ups)
     assert result.sessions == [] and result.turntable and result.up[2] > 0.99
+
+
+def test_photos_placed_on_the_poses_of_others_are_said_to_be_a_session_joined_by_its_turntable():
+    """Without capture times, a flipped session mapped with the first one lands photo for photo on its poses (the
+    plate joined them): that is said.  One session's ring is not."""
+    angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    centers = np.stack([np.cos(angles), np.sin(angles), np.full(24, 0.5)], 1)
+    rotations = np.array([orient._rotation_to_z(np.array([0, 0, 1.0]), -c) for c in centers])
+    assert checks.photos_with_a_twin_pose(centers, rotations) == 0
+    assert checks.twin_pose_warnings(0, 24) == []
+    doubled_c = np.concatenate([centers, centers + 1e-4])
+    doubled_r = np.concatenate([rotations, rotations])
+    twins = checks.photos_with_a_twin_pose(doubled_c, doubled_r)
+    assert twins == 48
+    [warning] = checks.twin_pose_warnings(twins, 48)
+    assert "48 of 48 photos" in warning and "turned over" in warning

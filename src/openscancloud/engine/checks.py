@@ -24,6 +24,9 @@ MIN_TRACK_LENGTH = 2.8  # mean photos per 3D point below this: points seen in ba
 MIN_OBSERVATIONS = 100  # mean 3D points seen per placed photo below this: its pose rests on a handful of points
 MAX_RING_RADIUS_SPREAD = 0.05  # turntable rings: radius varies by more than 5 % → the cameras are warped
 RING_HEIGHT_GAP = 0.05  # cameras whose heights differ by more than 5 % of the radius belong to different rings
+TWIN_DISTANCE = 0.005  # two photos placed within 0.5 % of the cameras' spread of each other ...
+TWIN_ANGLE_DEG = 1.0  # ... looking the same way within 1° were placed on the same spot
+TWIN_SHARE = 0.2  # when a fifth of the photos have such a twin, a second session was joined by its turntable
 
 
 def check_placement(used: int, placed: int) -> None:
@@ -117,6 +120,36 @@ def session_warnings(left_out: list[list[str]]) -> list[str]:
             f"more (at least a third of the object seen in both) to join them." for group in left_out]
 
 
+def photos_with_a_twin_pose(centers: np.ndarray, rotations: np.ndarray) -> int:
+    """How many photos were placed on the same spot, looking the same way, as another photo.
+
+    Why: one turntable session never puts two photos at one pose (duplicates are screened out at ingest).  When a
+    second session (the object turned over) is mapped together with the first, the turntable plate, which looks
+    the same in both, can join them instead of the object: then every photo of the second session lands on the
+    pose of a photo of the first, and the model shows the object twice.  Sessions told by their capture times are
+    joined through the object (sessions.py); this catches the ones without capture times."""
+    from scipy.spatial import cKDTree
+
+    if len(centers) < 4:
+        return 0
+    spread = float(np.median(np.linalg.norm(centers - centers.mean(0), axis=1))) or 1.0
+    twins = set()
+    for i, j in cKDTree(centers).query_pairs(TWIN_DISTANCE * spread):
+        cos = (np.trace(rotations[i] @ rotations[j].T) - 1) / 2
+        if np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))) < TWIN_ANGLE_DEG:
+            twins.update((i, j))
+    return len(twins)
+
+
+def twin_pose_warnings(twins: int, placed: int) -> list[str]:
+    if placed == 0 or twins < max(4, TWIN_SHARE * placed):
+        return []
+    return [f"{twins} of {placed} photos were placed exactly where other photos were. This happens when a second "
+            f"scanning session (the object turned over) is joined through the turntable instead of the object: "
+            f"the model probably shows the object twice. Keep the photos' capture times (EXIF) so the sessions can "
+            f"be told apart, or upload each session on its own."]
+
+
 def input_warnings(rejected: list[dict]) -> list[str]:
     """Files of the input that were not used (not photos, unreadable, blurry, duplicates, another camera)."""
     if not rejected:
@@ -141,9 +174,13 @@ def collect(*, ingest, masks, sparse, orientation) -> list[str]:
     out += session_warnings(left_out)
     out += camera_warnings(sparse.mean_reprojection_error, sparse.extra.get("track_length_mean"),
                            sparse.extra.get("observations_per_image"))
+    cams = sparse_stage.camera_arrays(sparse.load())
+    if cams:
+        twins = photos_with_a_twin_pose(np.array([c["center"] for c in cams.values()]),
+                                        np.array([c["R"] for c in cams.values()]))
+        out += twin_pose_warnings(twins, len(cams))
     static_rig = masks.mode == "static-background"
     if static_rig:
-        cams = sparse_stage.camera_arrays(sparse.load())
         sessions = [(s.images, s.up, s.turntable) for s in orientation.sessions] or \
             [(list(cams), orientation.up, orientation.turntable)]
         spreads = []
