@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from openscancloud.engine import checks, ingest, masks, orient, sessions, sparse
 from openscancloud.engine.ingest import View
@@ -35,38 +36,71 @@ def test_a_left_out_session_is_said_in_a_sentence():
     assert "2 photos from flip_0001.jpg" in warning and "left out" in warning
 
 
-def test_a_flipped_second_session_joins_through_the_object(synthetic_set, tmp_path, make_ctx, metrics):
-    """Mapped together, the plate (same texture, same light) joined the sessions: every camera of the flipped
-    session sat on a camera of the first, and the model held the object twice.  Joined through the object, every
-    camera lands where the ground truth has it, and the two sessions' axes point opposite ways."""
+@pytest.fixture(scope="module")
+def flipped(synthetic_set, tmp_path_factory, make_ctx):
+    """The small flipped set through ingest, masks and sparse (about a minute): (set root, ingest, sparse, work)."""
     root = synthetic_set("small_flip")
-    ing = ingest.run(root / "images", make_ctx("ingest", tmp_path))
+    work = tmp_path_factory.mktemp("flipped")
+    ing = ingest.run(root / "images", make_ctx("ingest", work))
     assert sessions.by_capture_time(ing.views) == [
         sorted(v.name for v in ing.views if v.name.startswith("img_")),
         sorted(v.name for v in ing.views if v.name.startswith("flip_"))]
-    msk = masks.run(ing, make_ctx("masks", tmp_path))
-    sp = sparse.run(ing, msk, make_ctx("sparse", tmp_path))
+    msk = masks.run(ing, make_ctx("masks", work))
+    return root, ing, sparse.run(ing, msk, make_ctx("sparse", work)), work
+
+
+def _truth_centers(root: Path) -> dict[str, np.ndarray]:
+    return {Path(f["file"]).name: np.array(f["center"]) for f in json.loads(
+        (root / "ground_truth" / "cameras.json").read_text())["frames"]}
+
+
+def _worst_camera_error(rec, truth: dict[str, np.ndarray], metrics) -> float:
+    """Largest camera-centre error after the best similarity onto the truth, as a share of the ring radius."""
+    ours = {img.name: np.asarray(img.projection_center()) for img in rec.images.values() if img.has_pose}
+    names = sorted(ours)
+    fit = metrics.umeyama(np.array([ours[n] for n in names]), np.array([truth[n] for n in names]))
+    error = np.linalg.norm(fit.apply(np.array([ours[n] for n in names])) - np.array([truth[n] for n in names]), axis=1)
+    return float(error.max() / np.median(np.linalg.norm(np.array([truth[n] for n in names]), axis=1)))
+
+
+def test_a_flipped_second_session_joins_through_the_object(flipped, tmp_path, metrics):
+    """Mapped together, the plate (same texture, same light) joined the sessions: every camera of the flipped
+    session sat on a camera of the first, and the model held the object twice.  Joined through the object, every
+    camera lands where the ground truth has it, and the two sessions' axes point opposite ways."""
+    root, _, sp, _ = flipped
     merge = sp.extra["sessions"]["merge"]
     assert merge["joined"] == [True, True] and min(merge["plate_points"]) > 0, merge
-    assert len(sp.registered) == len(ing.views)
-
+    assert len(sp.registered) == 48
     rec = sp.load()
-    truth = {Path(f["file"]).name: np.array(f["center"]) for f in json.loads(
-        (root / "ground_truth" / "cameras.json").read_text())["frames"]}
-    names = sorted(truth)
-    ours = {img.name: np.asarray(img.projection_center()) for img in rec.images.values() if img.has_pose}
-    fit = metrics.umeyama(np.array([ours[n] for n in names]), np.array([truth[n] for n in names]))
-    moved = np.array([fit.apply(ours[n][None])[0] for n in names])
-    error = np.linalg.norm(moved - np.array([truth[n] for n in names]), axis=1)
-    radius = float(np.median(np.linalg.norm(np.array(list(truth.values())), axis=1)))
-    assert error.max() < 0.02 * radius, error.max() / radius  # joined by the plate, half were off by a diameter
+    assert _worst_camera_error(rec, _truth_centers(root), metrics) < 0.02  # joined by the plate: half off by ~1
 
     from openscancloud.engine.pipeline import _orientation
     orientation = _orientation(sp, tmp_path)
     assert [len(s.images) for s in orientation.sessions] == [24, 24]
     ups = [orientation.apply_dirs(np.asarray(s.up)) for s in orientation.sessions]
     assert ups[0][2] > 0.99 and ups[1][2] < -0.99  # upright as session A stood; B's axis points down
-    assert orientation.turntable_ups() and len(orientation.turntable_ups()) == 2
+    assert len(orientation.turntable_ups()) == 2
+    cams = sparse.camera_arrays(rec)
+    assert checks.photos_with_a_twin_pose(np.array([c["center"] for c in cams.values()]),
+                                          np.array([c["R"] for c in cams.values()])) == 0
+
+
+def test_separate_groups_of_photos_are_joined_through_their_points(flipped, metrics):
+    """Sub-models (groups of photos the mapper could not connect) are joined like sessions: here the two camera
+    rings of the first session, each mapped alone, end up as one model that matches the truth."""
+    root, ing, sp, work = flipped
+    database = sp.model_dir.parent / "database.db"
+    rings = {}
+    for frame in json.loads((root / "ground_truth" / "cameras.json").read_text())["frames"]:
+        if frame["session"] == "A":
+            rings.setdefault(frame["ring"], []).append(Path(frame["file"]).name)
+    low, high = (sessions._map_session(database, ing.images_dir, sorted(names),
+                                       work / f"ring_{ring}", 2) for ring, names in sorted(rings.items()))
+    assert low.num_reg_images() == high.num_reg_images() == 12
+    [(joined, pairs, agreeing)] = sessions.join_models(database, (low, set()), [(high, set())], 2)
+    assert joined and agreeing >= sessions.MIN_AGREEING, (pairs, agreeing)
+    assert low.num_reg_images() == 24
+    assert _worst_camera_error(low, _truth_centers(root), metrics) < 0.02
 
 
 def test_one_session_keeps_the_plain_orientation():

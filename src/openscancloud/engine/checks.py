@@ -53,11 +53,15 @@ def sub_model_warnings(sub_models: list[dict]) -> list[str]:
     if len(incremental) < 2:
         return []
     kept = next((m for m in sub_models if m.get("kept")), incremental[0])
-    others = [m for m in incremental if not m.get("kept")]
+    others = [m for m in incremental if not m.get("kept") and not m.get("joined")]
+    joined = [m for m in incremental if m.get("joined")]
+    if not others:
+        return []  # every group was joined to the largest through shared 3D points
     listed = "; ".join(f"{m['photos']} photos, {m['points']} points" for m in others[:4])
-    return [f"The photos formed {len(incremental)} separate groups that share no detail; the largest "
-            f"({kept['photos']} photos, {kept['points']} points) was kept, the others were dropped ({listed}). "
-            f"Photos bridging the groups would join them."]
+    with_joined = f", {len(joined)} joined to it" if joined else ""
+    return [f"The photos formed {len(incremental)} separate groups that share too little detail; the largest "
+            f"({kept['photos']} photos, {kept['points']} points) was kept{with_joined}, the others were dropped "
+            f"({listed}). Photos bridging the groups would join them."]
 
 
 def camera_warnings(mean_reprojection_px: float, mean_track_length: float | None,

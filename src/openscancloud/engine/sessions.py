@@ -151,36 +151,49 @@ def merge_sessions(database: Path, images_dir: Path, sessions: list[list[str]], 
     if first is None or first.num_reg_images() < SESSION_MIN_PHOTOS:
         return None, info
     info.joined.append(True)
-    first_points = _feature_points(first, first_plate)
+    ctx.check_cancelled()
+    for joined, pairs, agreeing in join_models(database, (first, first_plate), models[1:], threads):
+        info.joined.append(joined)
+        info.object_pairs.append(pairs)
+        info.agreeing.append(agreeing)
+    ctx.report(0.95, "adjusted the joined sessions")
+    return first, info
+
+
+def join_models(database: Path, first: tuple[pycolmap.Reconstruction, set[int]],
+                others: list[tuple[pycolmap.Reconstruction | None, set[int]]], threads: int
+                ) -> list[tuple[bool, int, int]]:
+    """Join models of disjoint photo sets into `first` (changed in place) through pairs of their 3D points, the
+    excluded points (plates) left out; then one bundle adjustment when anything was joined.  Per other model:
+    (joined, point pairs found, pairs agreeing with the similarity).  Used for scanning sessions and for the
+    separate sub-models the mapper may return."""
+    first_rec, first_excluded = first
+    first_points = _feature_points(first_rec, first_excluded)
+    out = []
     with pycolmap.Database.open(str(database)) as db:
         names_by_id = {img.image_id: img.name for img in db.read_all_images()}
         pair_ids, all_matches = db.read_all_matches()
         descriptors = _PointDescriptors(db)
-        first_descriptors = descriptors.of(first, first_plate)
-        for rec, plate in models[1:]:
-            ctx.check_cancelled()
+        first_descriptors = descriptors.of(first_rec, first_excluded)
+        for rec, excluded in others:
             if rec is None or rec.num_reg_images() < SESSION_MIN_PHOTOS:
-                info.object_pairs.append(0)
-                info.agreeing.append(0)
-                info.joined.append(False)
+                out.append((False, 0, 0))
                 continue
-            pairs = sorted(set(_object_point_pairs(first_points, _feature_points(rec, plate), names_by_id,
+            pairs = sorted(set(_object_point_pairs(first_points, _feature_points(rec, excluded), names_by_id,
                                                    pair_ids, all_matches))
-                           | set(_descriptor_pairs(first_descriptors, descriptors.of(rec, plate))))
-            similarity, agreeing = _similarity(first, rec, pairs)
-            info.object_pairs.append(len(pairs))
-            info.agreeing.append(len(agreeing))
+                           | set(_descriptor_pairs(first_descriptors, descriptors.of(rec, excluded))))
+            similarity, agreeing = _similarity(first_rec, rec, pairs)
             if similarity is None:
-                info.joined.append(False)
+                out.append((False, len(pairs), len(agreeing)))
                 continue
             rec.transform(similarity)
-            _add_model(first, rec, agreeing)
-            info.joined.append(True)
-    ctx.report(0.95, "adjusting the joined sessions")
-    options = pycolmap.BundleAdjustmentOptions()
-    options.ceres.solver_options.num_threads = threads
-    pycolmap.bundle_adjustment(first, options)
-    return first, info
+            _add_model(first_rec, rec, agreeing)
+            out.append((True, len(pairs), len(agreeing)))
+    if any(joined for joined, _, _ in out):
+        options = pycolmap.BundleAdjustmentOptions()
+        options.ceres.solver_options.num_threads = threads
+        pycolmap.bundle_adjustment(first_rec, options)
+    return out
 
 
 def _feature_points(rec: pycolmap.Reconstruction, plate: set[int]) -> dict[tuple[str, int], int]:

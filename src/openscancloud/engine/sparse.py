@@ -297,6 +297,14 @@ def _map(database: Path, images_dir: Path, ctx: StageContext, total: int):
     mapper = "incremental"
     sub_models = [{"mapper": "incremental", "photos": r.num_reg_images(), "points": r.num_points3D(),
                    "kept": r is best} for r in models.values()]
+    others = [r for r in models.values() if r is not best]
+    if best is not None and others:  # groups of photos the mapper could not connect: join them through 3D points
+        ctx.report(0.93, f"joining {len(others) + 1} groups of photos")
+        joins = sessions_stage.join_models(database, (best, set()), [(r, set()) for r in others],
+                                           max(1, ctx.num_threads))
+        for sub, (joined, _, agreeing) in zip([m for m in sub_models if not m["kept"]], joins):
+            sub["joined"] = joined
+            sub["agreeing_point_pairs"] = agreeing
     if best is None or best.num_reg_images() < 0.9 * total:
         ctx.report(0.95, "trying global mapping")
         try:
