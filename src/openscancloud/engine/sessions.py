@@ -20,7 +20,11 @@ joined this way is left out with a warning rather than joined through its plate.
 from __future__ import annotations
 
 import copy
+import os
 import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
@@ -192,8 +196,27 @@ def join_models(database: Path, first: tuple[pycolmap.Reconstruction, set[int]],
     if any(joined for joined, _, _ in out):
         options = pycolmap.BundleAdjustmentOptions()
         options.ceres.solver_options.num_threads = threads
-        pycolmap.bundle_adjustment(first_rec, options)
+        options.print_summary = False
+        with _stderr_to(database.parent / "join_models.log"):
+            pycolmap.bundle_adjustment(first_rec, options)
     return out
+
+
+@contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Send what C++ writes to the process's stderr into a file for a moment.
+
+    Why: pycolmap's bundle adjustment prints its heading and timer to stderr whatever glog is told
+    (engine/pipeline.py `_quiet_libraries` routes everything else to log files); the terminal is for people."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _feature_points(rec: pycolmap.Reconstruction, plate: set[int]) -> dict[tuple[str, int], int]:
