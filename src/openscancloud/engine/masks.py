@@ -17,7 +17,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import checks, orient
 from .context import StageContext, StageResult, load_done, save_done
 from .errors import UserInputError
 from .ingest import IngestResult
@@ -278,20 +277,22 @@ def verify(masks: MaskResult, sparse, ctx: StageContext) -> MaskResult:
     are not trusted at all and masking is switched off, with a warning.
 
     Only trusted photos are judged: they observe at least MIN_POSE_POINTS of the model's points themselves
-    (`_anchored_images`) and stand on a ring of cameras (`_on_their_rings`).  Why: the projection is only as
-    right as the photo's pose.  On a weak set (one ring of a dotted object) the mapper can place a photo from
-    the poses of its neighbours, with none or a handful of points of its own; such poses were found 18–185 mm and
-    6–36° off, the object's points then fell beside the true silhouette, and a correct mask was refused (a flaky
-    test on the small dotted set, with the old masks and with the tighter ones).  A photo that is not judged
-    keeps its mask.  The same weak models hold a few stray points (a mismatch triangulated through a doubtful
-    pose); with 50 points in a photo one of them is already 2 %, hence MIN_OUTSIDE_POINTS.  Over 180 sparse
-    models of that set, no trusted photo with a correct mask left out more than two points, while masks that
-    really cut the object leave out dozens per photo.  What this cannot judge is a folded model (2 of the 180
-    there: a third of the ring 10–50 % off its circle, consistently with its own points)."""
+    (`_anchored_images`).  Why: the projection is only as right as the photo's pose.  On a weak set (one ring of
+    a dotted object) the mapper can place a photo from the poses of its neighbours, with none or a handful of
+    points of its own; such poses were found 18–185 mm and 6–36° off, the object's points then fell beside the
+    true silhouette, and a correct mask was refused (a flaky test on the small dotted set, with the old masks and
+    with the tighter ones).  A photo that is not judged keeps its mask.  The same weak models hold a few stray
+    points (a mismatch triangulated through a doubtful pose); with 50 points in a photo one of them is already
+    2 %, hence MIN_OUTSIDE_POINTS.  Over 180 sparse models of that set, a trusted photo with a correct mask left
+    out more than two points only in three: a photo 77 mm off that still saw ten points, and two folded models
+    (a third of the ring 10–50 % off its circle, consistently with its own points).  Masks that really cut the
+    object leave out dozens of points per photo.  (Also requiring each judged camera to share its height with
+    two others, as on a turntable ring, was tried: one misplaced camera tilts the fitted axis, the rings fall
+    apart, and too few photos are left judged to notice masks that really cut the object.)"""
     if masks.mode != "static-background" or masks.masks_dir is None:
         return masks
     rec = sparse.load()
-    trusted = _on_their_rings(rec, _anchored_images(rec))
+    trusted = _anchored_images(rec)
     xyz = _object_points(rec, trusted)
     out_dir = ctx.work_dir / "checked"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -338,35 +339,6 @@ def _anchored_images(rec) -> set[int]:
     MIN_POSE_POINTS 3D points of the model (the direct linear transform needs six to fix a camera)."""
     return {image_id for image_id, image in rec.images.items()
             if image.has_pose and image.num_points3D >= MIN_POSE_POINTS}
-
-
-def _on_their_rings(rec, image_ids: set[int]) -> set[int]:
-    """The photos among `image_ids` whose camera shares its height with at least two others.
-
-    Why: masks are only computed for static rigs, where the object turns in front of a still camera, so the
-    cameras of one elevation form a ring around the turntable axis (see `checks.ring_radius_spread`).  A photo
-    the mapper misplaced can still see ten points of its own (one 77 mm and 6° off did, on the small dotted
-    set), but it left its ring: alone at its height (more than RING_HEIGHT_GAP of the radius from any other
-    camera), it is not trusted to judge its mask.  (A tolerance on the radius as well was tried: on the rare
-    folded models it left too few photos judged to notice masks that really cut the object.)"""
-    ids = sorted(image_ids)
-    if len(ids) < 4:
-        return set(ids)
-    centers = np.array([rec.images[i].projection_center() for i in ids], dtype=np.float64)
-    view_dirs = np.array([np.asarray(rec.images[i].cam_from_world().rotation.matrix())[2] for i in ids])
-    target = orient.attention_point(centers, view_dirs)
-    axis = np.linalg.eigh(np.cov((centers - centers.mean(0)).T))[1][:, 0]  # the circles' normal (as orient)
-    rel = centers - target
-    heights = rel @ axis
-    radii = np.linalg.norm(rel - np.outer(heights, axis), axis=1)
-    scale = float(np.median(radii)) or 1.0
-    order = np.argsort(heights)
-    rings: list[list[int]] = [[int(order[0])]]
-    for a, b in zip(order[:-1], order[1:]):
-        if heights[b] - heights[a] > checks.RING_HEIGHT_GAP * scale:
-            rings.append([])
-        rings[-1].append(int(b))
-    return {ids[k] for ring in rings if len(ring) >= 3 for k in ring}
 
 
 def _object_points(rec, trusted: set[int]) -> np.ndarray:
