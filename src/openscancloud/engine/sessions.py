@@ -124,6 +124,8 @@ def plate_point_ids(rec: pycolmap.Reconstruction, rng: np.random.Generator) -> s
 
 def _map_session(database: Path, images_dir: Path, names: list[str], out: Path,
                  threads: int) -> pycolmap.Reconstruction | None:
+    """The photos `names` mapped on their own: incrementally, and globally when that placed under 90 % of them
+    (as the sparse stage does for a whole set)."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -132,7 +134,23 @@ def _map_session(database: Path, images_dir: Path, names: list[str], out: Path,
     options.image_names = names
     options.multiple_models = False
     models = pycolmap.incremental_mapping(database, images_dir, out, options)
-    return max(models.values(), key=lambda r: r.num_reg_images(), default=None)
+    best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
+    if best is None or best.num_reg_images() < 0.9 * len(names):
+        global_out = out.parent / f"{out.name}_global"
+        if global_out.exists():
+            shutil.rmtree(global_out)
+        global_out.mkdir(parents=True)
+        global_options = pycolmap.GlobalPipelineOptions()
+        global_options.num_threads = threads
+        global_options.image_names = names
+        try:
+            found = pycolmap.global_mapping(database, images_dir, global_out, global_options)
+        except Exception:  # a fallback; the incremental result stands when it fails
+            found = {}
+        other = max(found.values(), key=lambda r: r.num_reg_images(), default=None)
+        if other is not None and (best is None or other.num_reg_images() > best.num_reg_images()):
+            best = other
+    return best
 
 
 def merge_sessions(database: Path, images_dir: Path, sessions: list[list[str]], ctx: StageContext
