@@ -38,7 +38,8 @@ def test_a_left_out_session_is_said_in_a_sentence():
 
 @pytest.fixture(scope="module")
 def flipped(synthetic_set, tmp_path_factory, make_ctx):
-    """The small flipped set through ingest, masks and sparse (about a minute): (set root, ingest, sparse, work)."""
+    """The small flipped set through ingest, masks and sparse (about a minute): (set root, ingest, masks, sparse,
+    work)."""
     root = synthetic_set("small_flip")
     work = tmp_path_factory.mktemp("flipped")
     ing = ingest.run(root / "images", make_ctx("ingest", work))
@@ -46,7 +47,7 @@ def flipped(synthetic_set, tmp_path_factory, make_ctx):
         sorted(v.name for v in ing.views if v.name.startswith("img_")),
         sorted(v.name for v in ing.views if v.name.startswith("flip_"))]
     msk = masks.run(ing, make_ctx("masks", work))
-    return root, ing, sparse.run(ing, msk, make_ctx("sparse", work)), work
+    return root, ing, msk, sparse.run(ing, msk, make_ctx("sparse", work)), work
 
 
 def _truth_centers(root: Path) -> dict[str, np.ndarray]:
@@ -63,11 +64,11 @@ def _worst_camera_error(rec, truth: dict[str, np.ndarray], metrics) -> float:
     return float(error.max() / np.median(np.linalg.norm(np.array([truth[n] for n in names]), axis=1)))
 
 
-def test_a_flipped_second_session_joins_through_the_object(flipped, tmp_path, metrics):
+def test_a_flipped_second_session_joins_through_the_object(flipped, tmp_path, make_ctx, metrics):
     """Mapped together, the plate (same texture, same light) joined the sessions: every camera of the flipped
     session sat on a camera of the first, and the model held the object twice.  Joined through the object, every
     camera lands where the ground truth has it, and the two sessions' axes point opposite ways."""
-    root, _, sp, _ = flipped
+    root, _, msk, sp, work = flipped
     merge = sp.extra["sessions"]["merge"]
     assert merge["joined"] == [True, True] and min(merge["plate_points"]) > 0, merge
     assert len(sp.registered) == 48
@@ -80,6 +81,9 @@ def test_a_flipped_second_session_joins_through_the_object(flipped, tmp_path, me
     ups = [orientation.apply_dirs(np.asarray(s.up)) for s in orientation.sessions]
     assert ups[0][2] > 0.99 and ups[1][2] < -0.99  # upright as session A stood; B's axis points down
     assert len(orientation.turntable_ups()) == 2
+    # each photo's mask is judged by its own session's points: the other session's plate lies outside it
+    checked = masks.verify(msk, sp, make_ctx("masks", work / "check"))
+    assert msk.mode == checked.mode == "static-background" and not checked.warnings, checked.unmasked
     cams = sparse.camera_arrays(rec)
     assert checks.photos_with_a_twin_pose(np.array([c["center"] for c in cams.values()]),
                                           np.array([c["R"] for c in cams.values()])) == 0
@@ -88,7 +92,7 @@ def test_a_flipped_second_session_joins_through_the_object(flipped, tmp_path, me
 def test_separate_groups_of_photos_are_joined_through_their_points(flipped, metrics):
     """Sub-models (groups of photos the mapper could not connect) are joined like sessions: here the two camera
     rings of the first session, each mapped alone, end up as one model that matches the truth."""
-    root, ing, sp, work = flipped
+    root, ing, _, sp, work = flipped
     database = sp.model_dir.parent / "database.db"
     rings = {}
     for frame in json.loads((root / "ground_truth" / "cameras.json").read_text())["frames"]:

@@ -293,14 +293,21 @@ def verify(masks: MaskResult, sparse, ctx: StageContext) -> MaskResult:
         return masks
     rec = sparse.load()
     trusted = _anchored_images(rec)
-    xyz = _object_points(rec, trusted)
+    # With several scanning sessions (the object turned over), each photo is judged by the points its own
+    # session saw: the other session's plate turned with the object there, not here, and lies outside this
+    # photo's silhouette (engine/sessions.py).
+    groups = (sparse.extra.get("sessions") or {}).get("groups") or [[i.name for i in rec.images.values()]]
+    session_of = {name: index for index, group in enumerate(groups) for name in group}
+    points_of = [_object_points(rec, trusted & {i for i, img in rec.images.items() if session_of.get(img.name) == s})
+                 for s in range(len(groups))]
     out_dir = ctx.work_dir / "checked"
     out_dir.mkdir(parents=True, exist_ok=True)
     unmasked: list[str] = []
     judged = 0
     for image in rec.images.values():
-        if not image.has_pose or image.image_id not in trusted:
+        if not image.has_pose or image.image_id not in trusted or image.name not in session_of:
             continue
+        xyz = points_of[session_of[image.name]]
         mask = cv2.imread(str(masks.mask_path(image.name)), cv2.IMREAD_GRAYSCALE)
         if mask is None or not len(xyz):
             continue
