@@ -42,11 +42,9 @@ def test_static_background_rig_is_masked(datasets_dir, photo_set, tmp_path, make
     assert checked > 0
 
 
-@pytest.mark.parametrize("name", ["small_plain_static", "small_dots_static"])
-def test_masks_never_eat_plain_or_dotted_objects(name, synthetic_set, tmp_path, make_ctx):
-    """A uniformly coloured object (or one with sparse dots) looks the same at most pixels in every photo, like
-    the backdrop; its pixels must be kept all the same (median ≥ 98 % of the true silhouette, every view ≥ 95 %)."""
-    root = synthetic_set(name)
+def _kept_against_truth(root, tmp_path, make_ctx) -> tuple[list[float], list[float]]:
+    """Automatic masks of a rendered set (they must detect its static background), and per photo the share of the
+    true silhouette they keep and the share of the backdrop they keep."""
     ing = ingest.run(root / "images", make_ctx("ingest", tmp_path))
     result = masks.run(ing, make_ctx("masks", tmp_path))
     assert result.mode == "static-background"
@@ -57,6 +55,14 @@ def test_masks_never_eat_plain_or_dotted_objects(name, synthetic_set, tmp_path, 
                         cv2.IMREAD_GRAYSCALE) > 127
         kept.append((mask & gt).sum() / gt.sum())
         backdrop.append(mask[~gt].mean())
+    return kept, backdrop
+
+
+@pytest.mark.parametrize("name", ["small_plain_static", "small_dots_static"])
+def test_masks_never_eat_plain_or_dotted_objects(name, synthetic_set, tmp_path, make_ctx):
+    """A uniformly coloured object (or one with sparse dots) looks the same at most pixels in every photo, like
+    the backdrop; its pixels must be kept all the same (median ≥ 98 % of the true silhouette, every view ≥ 95 %)."""
+    kept, backdrop = _kept_against_truth(synthetic_set(name), tmp_path, make_ctx)
     assert np.median(kept) >= 0.98 and min(kept) >= 0.95, kept
     assert np.median(backdrop) < 0.6  # most of the static backdrop is still masked
 
@@ -65,17 +71,8 @@ def test_plain_backdrop_is_masked(synthetic_set, tmp_path, make_ctx):
     """A plain dark backdrop is smooth and static like the inside of a plain object, but it must not be kept (it
     once was, whole, and the dense stage reconstructed it beside the object): what is left of it is the turntable
     plate, which turns with the object, and the margin."""
-    root = synthetic_set("small_rings_rich")  # rich blob, plain dark backdrop, lights fixed in the room
-    ing = ingest.run(root / "images", make_ctx("ingest", tmp_path))
-    result = masks.run(ing, make_ctx("masks", tmp_path))
-    assert result.mode == "static-background"
-    kept, backdrop = [], []
-    for view in ing.views:
-        mask = cv2.imread(str(result.mask_path(view.name)), cv2.IMREAD_GRAYSCALE) > 0
-        gt = cv2.imread(str(root / "ground_truth" / "masks" / (view.name.rsplit(".", 1)[0] + ".png")),
-                        cv2.IMREAD_GRAYSCALE) > 127
-        kept.append((mask & gt).sum() / gt.sum())
-        backdrop.append(mask[~gt].mean())
+    # rich blob, plain dark backdrop, lights fixed in the room
+    kept, backdrop = _kept_against_truth(synthetic_set("small_rings_rich"), tmp_path, make_ctx)
     assert np.median(kept) >= 0.98 and min(kept) >= 0.95, kept
     assert np.median(backdrop) < 0.35, backdrop  # 0.29 measured; the whole frame before, 0.39 with the hull alone
 

@@ -122,13 +122,19 @@ def plate_point_ids(rec: pycolmap.Reconstruction, rng: np.random.Generator) -> s
     return set(ids[signed < tolerance].tolist())
 
 
+def _empty_dir(path: Path) -> Path:
+    """`path` as a new, empty folder (a mapper's output from an earlier run is removed)."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
 def _map_session(database: Path, images_dir: Path, names: list[str], out: Path,
                  threads: int) -> pycolmap.Reconstruction | None:
     """The photos `names` mapped on their own: incrementally, and globally when that placed under 90 % of them
     (as the sparse stage does for a whole set)."""
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    _empty_dir(out)
     options = pycolmap.IncrementalPipelineOptions()
     options.num_threads = threads
     options.image_names = names
@@ -136,10 +142,7 @@ def _map_session(database: Path, images_dir: Path, names: list[str], out: Path,
     models = pycolmap.incremental_mapping(database, images_dir, out, options)
     best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
     if best is None or best.num_reg_images() < 0.9 * len(names):
-        global_out = out.parent / f"{out.name}_global"
-        if global_out.exists():
-            shutil.rmtree(global_out)
-        global_out.mkdir(parents=True)
+        global_out = _empty_dir(out.parent / f"{out.name}_global")
         global_options = pycolmap.GlobalPipelineOptions()
         global_options.num_threads = threads
         global_options.image_names = names

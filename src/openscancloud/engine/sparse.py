@@ -150,7 +150,7 @@ def run(ingest: IngestResult, masks: MaskResult, ctx: StageContext) -> SparseRes
             session_info["groups"] = [g for g, joined in zip(groups, merge.joined) if joined]
             session_info["left_out"] = [g for g, joined in zip(groups, merge.joined) if not joined]
     if rec is None:
-        session_info["groups"] = [names] if len(groups) > 1 else groups
+        session_info["groups"] = [names]  # mapped together: one group (also when sessions could not be merged)
         rec, mapper, sub_models = _map(database, ingest.images_dir, ctx, len(names))
     if rec is None or rec.num_reg_images() < 3:
         raise UserInputError("The camera positions could not be recovered: the photos overlap too little or "
