@@ -43,6 +43,7 @@ CONSISTENCY_NEIGHBOURS = 8  # depth maps each depth map is checked against
 DEPTH_RANGE_MARGIN = 0.15  # random hypotheses cover the view's sparse depths (2nd–98th percentile) ± this fraction
 CROP_MARGIN = 0.08  # the object's region grows by this fraction of its size on every side
 VOXEL_FOOTPRINTS = 1.0  # fused points are merged in voxels of this many depth-map pixel footprints
+FUSION_VERSION = "consistency+free-space-1"  # changes here redo fusion on a resumed job, not the depth maps
 
 
 @dataclass
@@ -161,7 +162,7 @@ def load_crop(name: str, cam: dict, original: Path, original_size: tuple[int, in
               mask: np.ndarray | None, pixel_budget: int, max_side: int, depth_range: tuple[float, float]) -> ViewCrop:
     """The object region of one photo, resampled so that it holds about `pixel_budget` pixels (never upsampled)."""
     ow, oh = original_size
-    ww, wh = cam["width"], cam["height"]
+    ww = cam["width"]
     r = ow / ww  # original pixels per working pixel
     x0, y0, x1, y1 = region
     # the budget counts object pixels: the mask's inside when there is a mask, else the whole region
@@ -226,21 +227,22 @@ def run(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: Stag
            "size": preset.depth_max_size, "iterations": preset.depth_iterations, "sources": preset.depth_sources,
            "best": preset.depth_best_sources, "window": preset.depth_window,
            "min_views": preset.min_consistent_views, "algorithm": "patch-match-1"}
-    if (saved := load_done(ctx.work_dir, key)) is not None:
+    done_key = {**key, "fusion": FUSION_VERSION}  # the depth maps (`key`) stay valid when only fusion changes
+    if (saved := load_done(ctx.work_dir, done_key)) is not None:
         return DenseResult.from_dict(saved)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     fallback = "this pycolmap build has no CUDA (GPU) support"
     if pycolmap.has_cuda:
         try:
             result = _run_cuda(ingest, masks, sparse, ctx)
-            save_done(ctx.work_dir, key, result.to_dict())
+            save_done(ctx.work_dir, done_key, result.to_dict())
             return result
         except Exception as exc:  # the CPU path below always works; the reason goes to the report
             ctx.check_cancelled()
             fallback = f"GPU PatchMatch failed ({type(exc).__name__}: {exc}); the CPU PatchMatch ran instead"
             log.warning("%s", fallback)
     result = _run_cpu(ingest, masks, sparse, ctx, fallback, key)
-    save_done(ctx.work_dir, key, result.to_dict())
+    save_done(ctx.work_dir, done_key, result.to_dict())
     return result
 
 
@@ -321,6 +323,9 @@ def _run_cpu(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx:
                       preset.min_consistent_views, footprint * VOXEL_FOOTPRINTS,
                       lambda done, total: ctx.report(0.86 + 0.1 * done / total, f"fused {done}/{total} depth maps"))
     points, normals, colors, support = acc.result()
+    ctx.report(0.96, "checking the fused points against every view's free space")
+    outliers = fusion.visibility_votes(points, store, usable).outliers()
+    points, normals, colors = points[~outliers], normals[~outliers], colors[~outliers]
     if len(points) < 100:
         raise EngineError("Too few dense points survived the multi-view check to build a surface.")
     import open3d as o3d
@@ -335,7 +340,7 @@ def _run_cpu(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx:
     result = DenseResult(ply, len(pcd.points), len(paths), "cpu-patch-match", fallback,
                          int(np.median(pixels)) if pixels else 0,
                          {"voxel_size": footprint * VOXEL_FOOTPRINTS, "fused_points": acc.points_added,
-                          "voxels": acc.num_voxels})
+                          "voxels": acc.num_voxels, "seen_through": int(outliers.sum())})
     ctx.report(1.0, f"{len(pcd.points)} dense points (CPU PatchMatch)")
     return result
 

@@ -7,6 +7,12 @@ pass make).  The agreeing 3-D points are averaged, which lowers noise.  The surv
 hash of voxels about one pixel footprint wide (position, normal, colour sums and a count per voxel): memory grows
 with the object's surface, not with the number of photos × pixels, and each depth map is read from disk only while
 it is needed.  The PatchMatch normals are kept: the surface reconstruction uses them.
+
+A last pass weighs free space against support (`visibility_votes`, the stability test of Merrell et al., "Real-time
+visibility-based fusion of depth maps", 2007): a window that straddles the object's outline gives the backdrop
+beside it the object's depth, and neighbouring views fatten the outline the same way, so the consistency check
+confirms those points; but views from other sides look *through* them at the surface behind.  A fused point that
+more views see through than confirm is dropped.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ import numpy as np
 
 DEPTH_TOLERANCE = 0.01  # relative depth difference accepted as "the same surface"
 NORMAL_TOLERANCE_DEG = 35.0  # normals of the same surface seen from two views agree within this angle
+FREE_SPACE_TOLERANCE = 0.005  # relative depth: a point this far in front of what a view sees lies in its free space
+FREE_SPACE_CELL = 2  # depth pixels pooled (nearest depth) into one cell of the free-space test
+MIN_FREE_SPACE_VIOLATIONS = 2  # a point is dropped only when at least this many views see through it
 
 
 @dataclass
@@ -205,3 +214,56 @@ def fuse(store: DepthStore, neighbours: dict[str, list[str]], min_views: int, vo
         progress(i + 1, len(names))
     acc._merge()
     return acc
+
+
+@dataclass
+class VisibilityVotes:
+    """Per point: views whose depth map confirms it, and views that see a surface clearly behind it."""
+
+    agree: np.ndarray
+    violate: np.ndarray
+
+    def outliers(self) -> np.ndarray:
+        """Points more views see through than confirm (and at least MIN_FREE_SPACE_VIOLATIONS see through)."""
+        return (self.violate >= MIN_FREE_SPACE_VIOLATIONS) & (self.violate > self.agree)
+
+
+def nearest_depth_cells(depth: np.ndarray, cell: int) -> np.ndarray:
+    """The nearest depth of every cell × cell block; 0 where a block has a pixel without depth (an outline or a
+    hole is no evidence of free space)."""
+    h, w = depth.shape
+    hc, wc = -(-h // cell), -(-w // cell)
+    padded = np.zeros((hc * cell, wc * cell), np.float32)
+    padded[:h, :w] = depth
+    empty = (padded <= 0).reshape(hc, cell, wc, cell).any(axis=(1, 3))
+    nearest = np.where(padded > 0, padded, np.inf).reshape(hc, cell, wc, cell).min(axis=(1, 3))
+    nearest[empty] = 0.0
+    return nearest
+
+
+def visibility_votes(points: np.ndarray, store: DepthStore, names: list[str],
+                     tolerance: float = FREE_SPACE_TOLERANCE, cell: int = FREE_SPACE_CELL,
+                     chunk: int = 1_000_000) -> VisibilityVotes:
+    """Project every fused point into every depth map (one map in memory at a time) and count the views that
+    confirm it (same depth within `tolerance`) and the views that see a surface behind it."""
+    agree = np.zeros(len(points), np.int32)
+    violate = np.zeros(len(points), np.int32)
+    for name in names:
+        view = DepthView.load(name, store.paths[name])
+        nearest = nearest_depth_cells(view.depth, cell)
+        h, w = view.depth.shape
+        for start in range(0, len(points), chunk):
+            cam = points[start:start + chunk] @ view.R.T + view.t
+            z = cam[:, 2]
+            front = z > 1e-9
+            uvw = cam @ view.K.T
+            zs = np.where(front, z, 1.0)
+            u = np.rint(uvw[:, 0] / zs).astype(np.int64)
+            v = np.rint(uvw[:, 1] / zs).astype(np.int64)
+            idx = np.nonzero(front & (u >= 0) & (v >= 0) & (u < w) & (v < h))[0]
+            seen = nearest[v[idx] // cell, u[idx] // cell]
+            has = seen > 0
+            idx, seen, zi = idx[has], seen[has], z[idx[has]]
+            agree[start + idx[np.abs(zi - seen) <= tolerance * seen]] += 1
+            violate[start + idx[zi < (1.0 - tolerance) * seen]] += 1
+    return VisibilityVotes(agree, violate)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +31,7 @@ from statistics import median
 import numpy as np
 import pycolmap
 
+from . import mapping
 from .context import StageContext
 from .ingest import View
 from .orient import SESSION_MIN_PHOTOS, estimate
@@ -122,35 +122,15 @@ def plate_point_ids(rec: pycolmap.Reconstruction, rng: np.random.Generator) -> s
     return set(ids[signed < tolerance].tolist())
 
 
-def _empty_dir(path: Path) -> Path:
-    """`path` as a new, empty folder (a mapper's output from an earlier run is removed)."""
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
-
-
 def _map_session(database: Path, images_dir: Path, names: list[str], out: Path,
                  threads: int) -> pycolmap.Reconstruction | None:
     """The photos `names` mapped on their own: incrementally, and globally when that placed under 90 % of them
     (as the sparse stage does for a whole set)."""
-    _empty_dir(out)
-    options = pycolmap.IncrementalPipelineOptions()
-    options.num_threads = threads
-    options.image_names = names
-    options.multiple_models = False
-    models = pycolmap.incremental_mapping(database, images_dir, out, options)
-    best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
-    if best is None or best.num_reg_images() < 0.9 * len(names):
-        global_out = _empty_dir(out.parent / f"{out.name}_global")
-        global_options = pycolmap.GlobalPipelineOptions()
-        global_options.num_threads = threads
-        global_options.image_names = names
-        try:
-            found = pycolmap.global_mapping(database, images_dir, global_out, global_options)
-        except Exception:  # a fallback; the incremental result stands when it fails
-            found = {}
-        other = max(found.values(), key=lambda r: r.num_reg_images(), default=None)
+    best = mapping.largest(mapping.map_incrementally(database, images_dir, out, threads, names,
+                                                     multiple_models=False))
+    if mapping.needs_fallback(best, len(names)):
+        other = mapping.largest(mapping.map_globally(database, images_dir, out.parent / f"{out.name}_global",
+                                                     threads, names))
         if other is not None and (best is None or other.num_reg_images() > best.num_reg_images()):
             best = other
     return best

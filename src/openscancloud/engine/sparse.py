@@ -26,6 +26,7 @@ import pycolmap
 from .context import StageContext, StageResult, load_done, save_done
 from .errors import UserInputError
 from .ingest import IngestResult
+from . import mapping
 from . import sessions as sessions_stage
 from .masks import MaskResult
 from .pairs import choose_pairs
@@ -277,13 +278,6 @@ def remove_static_keypoints(database: Path, share: float = STATIC_SHARE) -> int:
 
 
 def _map(database: Path, images_dir: Path, ctx: StageContext, total: int):
-    out = ctx.work_dir / "mapping"
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir()
-    options = pycolmap.IncrementalPipelineOptions()
-    options.num_threads = max(1, ctx.num_threads)
-    options.multiple_models = True
     counter = {"n": 0}
 
     def next_image() -> None:
@@ -291,9 +285,9 @@ def _map(database: Path, images_dir: Path, ctx: StageContext, total: int):
         ctx.report(0.8 + 0.18 * min(1.0, counter["n"] / total), f"placed {min(counter['n'], total)}/{total} cameras")
 
     with _CancelBridge(ctx) as token:
-        models = pycolmap.incremental_mapping(database, images_dir, out, options, next_image_callback=next_image,
-                                              cancellation_token=token)
-    best = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
+        models = mapping.map_incrementally(database, images_dir, ctx.work_dir / "mapping", ctx.num_threads,
+                                           next_image=next_image, cancellation_token=token)
+    best = mapping.largest(models)
     mapper = "incremental"
     sub_models = [{"mapper": "incremental", "photos": r.num_reg_images(), "points": r.num_points3D(),
                    "kept": r is best} for r in models.values()]
@@ -305,25 +299,16 @@ def _map(database: Path, images_dir: Path, ctx: StageContext, total: int):
         for sub, (joined, _, agreeing) in zip([m for m in sub_models if not m["kept"]], joins):
             sub["joined"] = joined
             sub["agreeing_point_pairs"] = agreeing
-    if best is None or best.num_reg_images() < 0.9 * total:
+    if mapping.needs_fallback(best, total):
         ctx.report(0.95, "trying global mapping")
-        try:
-            gout = ctx.work_dir / "mapping_global"
-            if gout.exists():
-                shutil.rmtree(gout)
-            gout.mkdir()
-            gopts = pycolmap.GlobalPipelineOptions()
-            gopts.num_threads = max(1, ctx.num_threads)
-            gmodels = pycolmap.global_mapping(database, images_dir, gout, gopts)
-            gbest = max(gmodels.values(), key=lambda r: r.num_reg_images(), default=None)
-            if gbest is not None and (best is None or gbest.num_reg_images() > best.num_reg_images()):
-                best, mapper = gbest, "global"
-                for sub in sub_models:
-                    sub["kept"] = False
-            sub_models += [{"mapper": "global", "photos": r.num_reg_images(), "points": r.num_points3D(),
-                            "kept": r is best} for r in gmodels.values()]
-        except Exception as exc:  # global mapping is a fallback; its failure must not hide the first result
-            log.warning("global mapping failed: %s", exc)
+        gmodels = mapping.map_globally(database, images_dir, ctx.work_dir / "mapping_global", ctx.num_threads)
+        gbest = mapping.largest(gmodels)
+        if gbest is not None and (best is None or gbest.num_reg_images() > best.num_reg_images()):
+            best, mapper = gbest, "global"
+            for sub in sub_models:
+                sub["kept"] = False
+        sub_models += [{"mapper": "global", "photos": r.num_reg_images(), "points": r.num_points3D(),
+                        "kept": r is best} for r in gmodels.values()]
         ctx.check_cancelled()
     return best, mapper, sorted(sub_models, key=lambda m: -m["photos"])
 
