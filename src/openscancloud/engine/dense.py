@@ -225,9 +225,9 @@ def run(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: Stag
     preset = ctx.preset
     key = {"sparse": sparse.to_dict(), "masks": masks.to_dict(), "pixels": preset.depth_pixels,
            "size": preset.depth_max_size, "iterations": preset.depth_iterations, "sources": preset.depth_sources,
-           "best": preset.depth_best_sources, "window": preset.depth_window,
-           "min_views": preset.min_consistent_views, "algorithm": "patch-match-1"}
-    done_key = {**key, "fusion": FUSION_VERSION}  # the depth maps (`key`) stay valid when only fusion changes
+           "best": preset.depth_best_sources, "window": preset.depth_window, "algorithm": "patch-match-1"}
+    # the depth maps (`key`) stay valid when only fusion changes
+    done_key = {**key, "fusion": FUSION_VERSION, "min_views": preset.min_consistent_views}
     if (saved := load_done(ctx.work_dir, done_key)) is not None:
         return DenseResult.from_dict(saved)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
