@@ -72,6 +72,20 @@ class DepthStore:
         return view
 
 
+def _pixels(cam: np.ndarray, K: np.ndarray, shape: tuple[int, int]
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Camera-frame points projected to the nearest pixel: (indices of the points in front of the camera and inside
+    the image, their pixel columns and rows for all points, depths for all points)."""
+    z = cam[:, 2]
+    front = z > 1e-9
+    uvw = cam @ K.T
+    zs = np.where(front, z, 1.0)
+    u = np.rint(uvw[:, 0] / zs).astype(np.int64)
+    v = np.rint(uvw[:, 1] / zs).astype(np.int64)
+    h, w = shape
+    return np.nonzero(front & (u >= 0) & (v >= 0) & (u < w) & (v < h))[0], u, v, z
+
+
 def consistent_points(ref: DepthView, others: list[DepthView], min_views: int,
                       depth_tol: float = DEPTH_TOLERANCE, normal_tol_deg: float = NORMAL_TOLERANCE_DEG
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -90,16 +104,7 @@ def consistent_points(ref: DepthView, others: list[DepthView], min_views: int,
     for o in others:
         R_rel = o.R @ ref.R.T  # reference camera → other camera
         t_rel = o.t - R_rel @ ref.t
-        Xo_pred = Xc @ R_rel.T + t_rel
-        uvw = Xo_pred @ o.K.T
-        zo = uvw[:, 2]
-        front = zo > 1e-9
-        zs = np.where(front, zo, 1.0)
-        u = np.rint(uvw[:, 0] / zs).astype(np.int64)
-        v = np.rint(uvw[:, 1] / zs).astype(np.int64)
-        h, w = o.depth.shape
-        inside = front & (u >= 0) & (v >= 0) & (u < w) & (v < h)
-        idx = np.nonzero(inside)[0]
+        idx, u, v, zo = _pixels(Xc @ R_rel.T + t_rel, o.K, o.depth.shape)
         dz = o.depth[v[idx], u[idx]].astype(np.float64)
         agree = (dz > 0) & (np.abs(dz - zo[idx]) < depth_tol * zo[idx])
         if not np.any(agree):
@@ -253,14 +258,7 @@ def visibility_votes(points: np.ndarray, store: DepthStore, names: list[str],
         nearest = nearest_depth_cells(view.depth, cell)
         h, w = view.depth.shape
         for start in range(0, len(points), chunk):
-            cam = points[start:start + chunk] @ view.R.T + view.t
-            z = cam[:, 2]
-            front = z > 1e-9
-            uvw = cam @ view.K.T
-            zs = np.where(front, z, 1.0)
-            u = np.rint(uvw[:, 0] / zs).astype(np.int64)
-            v = np.rint(uvw[:, 1] / zs).astype(np.int64)
-            idx = np.nonzero(front & (u >= 0) & (v >= 0) & (u < w) & (v < h))[0]
+            idx, u, v, z = _pixels(points[start:start + chunk] @ view.R.T + view.t, view.K, (h, w))
             seen = nearest[v[idx] // cell, u[idx] // cell]
             has = seen > 0
             idx, seen, zi = idx[has], seen[has], z[idx[has]]
