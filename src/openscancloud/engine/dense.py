@@ -29,11 +29,12 @@ import cv2
 import numpy as np
 import pycolmap
 
-from . import fusion
+from . import fusion, region
 from .context import StageContext, StageResult, load_done, save_done
 from .errors import EngineError
 from .ingest import IngestResult
 from .masks import MaskResult
+from .orient import Orientation
 from .patchmatch import PatchMatchParams, SourceView, patch_match
 from .sparse import SparseResult, camera_arrays
 
@@ -44,6 +45,7 @@ DEPTH_RANGE_MARGIN = 0.15  # random hypotheses cover the view's sparse depths (2
 CROP_MARGIN = 0.08  # the object's region grows by this fraction of its size on every side
 VOXEL_FOOTPRINTS = 1.0  # fused points are merged in voxels of this many depth-map pixel footprints
 FUSION_VERSION = "consistency+free-space-1"  # changes here redo fusion on a resumed job, not the depth maps
+OBJECT_REGION_VERSION = "masks-and-object-hull-1"  # how each view's pixels to reconstruct are chosen
 
 
 @dataclass
@@ -221,11 +223,15 @@ def patch_match_params(preset, seed: int) -> PatchMatchParams:
                             iterations=preset.depth_iterations, seed=seed)
 
 
-def run(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: StageContext) -> DenseResult:
+def run(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: StageContext,
+        orientation: Orientation | None = None) -> DenseResult:
+    """Depth maps of every view, fused into one cloud. `orientation` (turntable axes) lets the depth maps leave
+    the turntable plate out (region.object_hull); without it every masked pixel is used."""
     preset = ctx.preset
     key = {"sparse": sparse.to_dict(), "masks": masks.to_dict(), "pixels": preset.depth_pixels,
            "size": preset.depth_max_size, "iterations": preset.depth_iterations, "sources": preset.depth_sources,
-           "best": preset.depth_best_sources, "window": preset.depth_window, "algorithm": "patch-match-1"}
+           "best": preset.depth_best_sources, "window": preset.depth_window, "algorithm": "patch-match-1",
+           "region": OBJECT_REGION_VERSION, "orientation": orientation.to_dict() if orientation else None}
     # the depth maps (`key`) stay valid when only fusion changes
     done_key = {**key, "fusion": FUSION_VERSION, "min_views": preset.min_consistent_views}
     if (saved := load_done(ctx.work_dir, done_key)) is not None:
@@ -241,13 +247,13 @@ def run(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: Stag
             ctx.check_cancelled()
             fallback = f"GPU PatchMatch failed ({type(exc).__name__}: {exc}); the CPU PatchMatch ran instead"
             log.warning("%s", fallback)
-    result = _run_cpu(ingest, masks, sparse, ctx, fallback, key)
+    result = _run_cpu(ingest, masks, sparse, ctx, fallback, key, orientation)
     save_done(ctx.work_dir, done_key, result.to_dict())
     return result
 
 
 def _run_cpu(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: StageContext,
-             fallback: str | None, key: dict) -> DenseResult:
+             fallback: str | None, key: dict, orientation: Orientation | None) -> DenseResult:
     from numba import set_num_threads
 
     preset = ctx.preset
@@ -260,6 +266,7 @@ def _run_cpu(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx:
     names = sorted(cams)
     neighbours = select_neighbours(cams, xyz, seen, max(CONSISTENCY_NEIGHBOURS, preset.depth_sources))
     ctx.report(0.01, f"{note}: cropping photos to the object")
+    hull = region.object_hull(xyz, orientation)  # None: no turntable plate to leave out
     ingest_views = {v.name: v for v in ingest.views}
 
     def crop(name: str) -> ViewCrop | None:
@@ -273,15 +280,18 @@ def _run_cpu(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx:
         lo, hi = np.percentile(z, [2, 98])
         depth_range = (float(lo) * (1 - DEPTH_RANGE_MARGIN), float(hi) * (1 + DEPTH_RANGE_MARGIN))
         mask = _read_mask(masks, name)
-        region = object_region(cam, pts, mask)
-        if region is None:
+        if hull is not None and (inside := region.hull_in_view(hull, cam["R"], cam["t"], cam["K"], cam["width"],
+                                                               cam["height"])) is not None:
+            mask = inside if mask is None else mask & inside
+        box = object_region(cam, pts, mask)
+        if box is None:
             return None
         view = ingest_views.get(name)
         original = ingest.original_path(view) if view else ingest.images_dir / name
         size = (view.original_width, view.original_height) if view else (cam["width"], cam["height"])
         if not original.is_file() or (original.parent == ingest.images_dir):
             size = (cam["width"], cam["height"])  # the working copy is the photo at its own size
-        return load_crop(name, cam, original, size, region, mask, preset.depth_pixels, preset.depth_max_size,
+        return load_crop(name, cam, original, size, box, mask, preset.depth_pixels, preset.depth_max_size,
                          depth_range)
 
     crops: dict[str, ViewCrop] = {}

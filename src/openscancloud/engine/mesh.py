@@ -21,15 +21,13 @@ from .context import StageContext, StageResult, load_done, save_done
 from .dense import DenseResult
 from .errors import EngineError
 from .orient import Orientation
+from .region import floating_points, remove_plate
 
 log = logging.getLogger(__name__)
 
 SUPPORT_SPACINGS = 8.0  # a vertex must lie within this many point spacings of a dense point
 SUPPORTED_SPACINGS = 2.0  # area this close to the dense cloud counts as "supported by data" in the report
-CLUSTER_SPACINGS = 4.0  # dense points closer than this many spacings belong to the same piece
-MIN_CLUSTER_FRACTION = 0.01  # pieces of the cloud smaller than this fraction of all points are floaters
 MIN_COMPONENT_RATIO = 0.05  # components smaller than this fraction of the largest are floaters
-PLATE_MARGIN_SPACINGS = 1.5  # points this close above the plate plane belong to the plate
 
 
 @dataclass
@@ -40,72 +38,6 @@ class MeshResult(StageResult):
     plate_removed: bool
     point_spacing: float
     supported_fraction: float = 1.0  # share of the surface area within SUPPORTED_SPACINGS of the dense cloud
-
-
-def remove_plate(points: np.ndarray, orientation: Orientation, spacing: float) -> tuple[np.ndarray, bool]:
-    """Mask of points to keep after cutting the turntable plate of every session (a large plane under the object,
-    perpendicular to the session's axis: with a flipped second session its plate touches the object's top)."""
-    keep = np.ones(len(points), bool)
-    removed = False
-    for up in orientation.turntable_ups():
-        session_keep, cut = _remove_plate_below(points, up, spacing)
-        keep &= session_keep
-        removed |= cut
-    return keep, removed
-
-
-def _remove_plate_below(points: np.ndarray, up: np.ndarray, spacing: float) -> tuple[np.ndarray, bool]:
-    import open3d as o3d
-
-    keep = np.ones(len(points), bool)
-    if len(points) < 1000:
-        return keep, False
-    up = up / np.linalg.norm(up)
-    heights = points @ up
-    lo, hi = np.percentile(heights, [1, 99])
-    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
-    # only the lower part of the scene can hold the plate
-    low = np.nonzero(heights < lo + 0.4 * (hi - lo))[0]
-    if len(low) < 200:
-        return keep, False
-    sub = pcd.select_by_index(low)
-    plane, inliers = sub.segment_plane(distance_threshold=2.0 * spacing, ransac_n=3, num_iterations=300)
-    n = np.array(plane[:3])
-    n /= np.linalg.norm(n)
-    if abs(n @ up) < 0.95 or len(inliers) < 0.05 * len(points):
-        return keep, False
-    if n @ up < 0:
-        n, d = -n, -plane[3]
-    else:
-        d = plane[3]
-    signed = points @ n + d  # > 0 above the plate
-    keep = signed > PLATE_MARGIN_SPACINGS * spacing
-    return keep, True
-
-
-def floating_points(points: np.ndarray, spacing: float) -> np.ndarray:
-    """Mask of points in small pieces of the cloud, away from everything else (connectivity on a voxel grid)."""
-    from scipy import ndimage
-
-    cell = CLUSTER_SPACINGS * spacing
-    lo, hi = np.percentile(points, 0.1, axis=0), np.percentile(points, 99.9, axis=0)
-    pad = 0.5 * (hi - lo) + 2 * cell
-    lo, hi = lo - pad, hi + pad  # points beyond twice the cloud's extent are far outliers
-    inside = np.all((points >= lo) & (points <= hi), axis=1)
-    shape = np.ceil((hi - lo) / cell).astype(int) + 1
-    if np.prod(shape) > 400_000_000:  # grid too fine to hold: keep every point rather than guess
-        return ~inside
-    idx = np.floor((points[inside] - lo) / cell).astype(int)
-    grid = np.zeros(shape, bool)
-    grid[idx[:, 0], idx[:, 1], idx[:, 2]] = True
-    labels, count = ndimage.label(grid, structure=np.ones((3, 3, 3), bool))
-    point_labels = labels[idx[:, 0], idx[:, 1], idx[:, 2]]
-    sizes = np.bincount(point_labels, minlength=count + 1)
-    small = sizes[point_labels] < MIN_CLUSTER_FRACTION * len(points)
-    small &= point_labels != np.argmax(sizes[1:]) + 1  # the largest piece always stays
-    floating = ~inside
-    floating[np.nonzero(inside)[0][small]] = True
-    return floating
 
 
 def supported_fraction(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, spacing: float,

@@ -1,0 +1,159 @@
+"""Where the object is in 3D: the turntable plate(s) cut away, floating pieces dropped, a hull around the rest.
+
+Why: on a turntable the plate turns with the object, so masks rightly keep it, and it often fills more of a photo
+than the object does.  The mesh stage cuts it from the dense cloud (`remove_plate`, `floating_points`); the dense
+stage cuts it earlier, from the sparse points (`object_hull`), so that a depth map's pixel budget is spent on the
+object and not on the plate around it (the plate took over half of a depth map's pixels on synth_bust).  Both
+rules work by geometry that every turntable set shares — a large plane perpendicular to the turntable axis under
+the object, and connectivity — never by a height or distance threshold tuned on one set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .orient import Orientation
+
+CLUSTER_SPACINGS = 4.0  # points closer than this many spacings belong to the same piece
+MIN_CLUSTER_FRACTION = 0.01  # pieces of the cloud smaller than this fraction of all points are floaters
+PLATE_MARGIN_SPACINGS = 1.5  # points this close above the plate plane belong to the plate
+HULL_MARGIN = 0.08  # the object's hull grows by this fraction of its size on every side
+MIN_HULL_POINTS = 50  # fewer object points than this: no hull (the whole view is used)
+
+
+def remove_plate(points: np.ndarray, orientation: Orientation, spacing: float) -> tuple[np.ndarray, bool]:
+    """Mask of points to keep after cutting the turntable plate of every session (a large plane under the object,
+    perpendicular to the session's axis: with a flipped second session its plate touches the object's top)."""
+    keep = np.ones(len(points), bool)
+    removed = False
+    for up in orientation.turntable_ups():
+        session_keep, cut = _remove_plate_below(points, up, spacing)
+        keep &= session_keep
+        removed |= cut
+    return keep, removed
+
+
+def _remove_plate_below(points: np.ndarray, up: np.ndarray, spacing: float) -> tuple[np.ndarray, bool]:
+    import open3d as o3d
+
+    keep = np.ones(len(points), bool)
+    if len(points) < 1000:
+        return keep, False
+    up = up / np.linalg.norm(up)
+    heights = points @ up
+    lo, hi = np.percentile(heights, [1, 99])
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    # only the lower part of the scene can hold the plate
+    low = np.nonzero(heights < lo + 0.4 * (hi - lo))[0]
+    if len(low) < 200:
+        return keep, False
+    sub = pcd.select_by_index(low)
+    plane, inliers = sub.segment_plane(distance_threshold=2.0 * spacing, ransac_n=3, num_iterations=300)
+    n = np.array(plane[:3])
+    n /= np.linalg.norm(n)
+    if abs(n @ up) < 0.95 or len(inliers) < 0.05 * len(points):
+        return keep, False
+    if n @ up < 0:
+        n, d = -n, -plane[3]
+    else:
+        d = plane[3]
+    signed = points @ n + d  # > 0 above the plate
+    keep = signed > PLATE_MARGIN_SPACINGS * spacing
+    return keep, True
+
+
+def floating_points(points: np.ndarray, spacing: float) -> np.ndarray:
+    """Mask of points in small pieces of the cloud, away from everything else (connectivity on a voxel grid)."""
+    from scipy import ndimage
+
+    cell = CLUSTER_SPACINGS * spacing
+    lo, hi = np.percentile(points, 0.1, axis=0), np.percentile(points, 99.9, axis=0)
+    pad = 0.5 * (hi - lo) + 2 * cell
+    lo, hi = lo - pad, hi + pad  # points beyond twice the cloud's extent are far outliers
+    inside = np.all((points >= lo) & (points <= hi), axis=1)
+    shape = np.ceil((hi - lo) / cell).astype(int) + 1
+    if np.prod(shape) > 400_000_000:  # grid too fine to hold: keep every point rather than guess
+        return ~inside
+    idx = np.floor((points[inside] - lo) / cell).astype(int)
+    grid = np.zeros(shape, bool)
+    grid[idx[:, 0], idx[:, 1], idx[:, 2]] = True
+    labels, count = ndimage.label(grid, structure=np.ones((3, 3, 3), bool))
+    point_labels = labels[idx[:, 0], idx[:, 1], idx[:, 2]]
+    sizes = np.bincount(point_labels, minlength=count + 1)
+    small = sizes[point_labels] < MIN_CLUSTER_FRACTION * len(points)
+    small &= point_labels != np.argmax(sizes[1:]) + 1  # the largest piece always stays
+    floating = ~inside
+    floating[np.nonzero(inside)[0][small]] = True
+    return floating
+
+
+def point_spacing(points: np.ndarray, sample: int = 20000) -> float:
+    """Median distance from a point to its nearest neighbour (on a sample of at most `sample` points)."""
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(points).query(points[:: max(1, len(points) // sample)], k=2)
+    return float(np.median(dist[:, 1]))
+
+
+def object_hull(points: np.ndarray, orientation: Orientation | None) -> np.ndarray | None:
+    """Corners of a convex hull around the object's sparse points — the turntable plate(s) and floating pieces
+    left out — grown by HULL_MARGIN of the object's size.
+
+    None when no plate was found in the points (a handheld set: nothing to leave out) or too few points are left;
+    the caller then uses whole views, as before."""
+    from scipy.spatial import ConvexHull
+    from scipy.spatial import QhullError
+
+    if orientation is None or len(points) < MIN_HULL_POINTS:
+        return None
+    spacing = point_spacing(points)
+    keep, plate = np.ones(len(points), bool), False
+    for up in orientation.turntable_ups():
+        session_keep, cut = _remove_plate_below(points, up, spacing)
+        if cut and _wider_than_the_rest(points, session_keep, up):
+            keep &= session_keep
+            plate = True
+    if not plate:
+        return None
+    obj = points[keep]
+    if len(obj) < MIN_HULL_POINTS:
+        return None
+    obj = obj[~floating_points(obj, spacing)]
+    if len(obj) < MIN_HULL_POINTS:
+        return None
+    try:
+        corners = obj[ConvexHull(obj).vertices]
+    except QhullError:  # flat or degenerate: no volume to restrict to
+        return None
+    centre = obj.mean(axis=0)
+    size = float(np.max(obj.max(axis=0) - obj.min(axis=0)))
+    outward = corners - centre
+    outward /= np.maximum(np.linalg.norm(outward, axis=1, keepdims=True), 1e-12)
+    return corners + outward * HULL_MARGIN * size
+
+
+def _wider_than_the_rest(points: np.ndarray, above: np.ndarray, up: np.ndarray) -> bool:
+    """A turntable plate reaches out beyond the object standing on it; a flat-bottomed or round object's own
+    underside, which a plane fit on sparse points can also find, does not."""
+    up = up / np.linalg.norm(up)
+    flat = points - np.outer(points @ up, up)  # positions across the axis
+    centre = flat[above].mean(axis=0)
+    radius = np.linalg.norm(flat - centre, axis=1)
+    return bool(np.percentile(radius[~above], 90) > np.percentile(radius[above], 90))
+
+
+def hull_in_view(hull: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarray, width: int, height: int
+                 ) -> np.ndarray | None:
+    """Pixels (bool, height × width) inside the hull's outline in one view; None when the camera is inside or
+    beside the hull (a corner behind it), where the outline does not bound the object."""
+    import cv2
+
+    Xc = hull @ R.T + t
+    if np.any(Xc[:, 2] <= 1e-9):
+        return None
+    uv = Xc @ K.T
+    uv = uv[:, :2] / uv[:, 2:3]
+    outline = cv2.convexHull(np.round(uv * 16).astype(np.int32))  # 4 bits of sub-pixel precision
+    inside = np.zeros((height, width), np.uint8)
+    cv2.fillConvexPoly(inside, outline, 1, lineType=cv2.LINE_8, shift=4)
+    return inside.astype(bool)

@@ -1,0 +1,86 @@
+"""Where the object is: the turntable plate and floating points are left out of the object's hull, and the hull's
+outline in a view bounds the object's pixels (engine/region.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from openscancloud.engine.orient import Orientation
+from openscancloud.engine.region import HULL_MARGIN, hull_in_view, object_hull, remove_plate
+
+UP = np.array([0.0, 0.0, 1.0])
+
+
+def _orientation(up: np.ndarray = UP) -> Orientation:
+    return Orientation(np.eye(4), True, up, np.zeros(3), 0.01)
+
+
+def _scene(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(plate points, object points, floaters): a 20 cm plate at z = 0 with a 4 cm ball standing on it."""
+    r = 0.1 * np.sqrt(rng.random(6000))
+    a = rng.random(6000) * 2 * np.pi
+    plate = np.stack([r * np.cos(a), r * np.sin(a), rng.normal(0, 2e-4, 6000)], 1)
+    d = rng.normal(size=(3000, 3))
+    ball = 0.02 * d / np.linalg.norm(d, axis=1, keepdims=True) + [0.01, -0.005, 0.021]
+    floaters = np.array([[0.08, 0.08, 0.09], [-0.09, 0.05, 0.12], [0.0, -0.09, 0.15]])
+    return plate, ball, floaters
+
+
+def test_the_hull_holds_the_object_and_leaves_the_plate_and_floaters_out():
+    plate, ball, floaters = _scene(np.random.default_rng(3))
+    hull = object_hull(np.concatenate([plate, ball, floaters]), _orientation())
+    assert hull is not None
+    size = 0.04
+    lo, hi = hull.min(0), hull.max(0)
+    # the ball (with the margin) is inside; the plate's 10 cm radius and the floaters are not
+    assert np.all(lo <= ball.min(0)) and np.all(hi >= ball.max(0))
+    assert np.all(hi - lo <= size * (1 + 2 * HULL_MARGIN) + 0.004)
+    assert lo[2] > -0.01  # nothing far below the plate
+    # every ball point lies inside the hull's outline seen from a camera above the plate
+    K = np.array([[800.0, 0, 320], [0, 800.0, 240], [0, 0, 1]])
+    R = np.array([[1.0, 0, 0], [0, -1.0, 0], [0, 0, -1.0]])  # looking straight down
+    t = -R @ np.array([0.0, 0.0, 0.4])
+    inside = hull_in_view(hull, R, t, K, 640, 480)
+    assert inside is not None
+    uv = (ball @ R.T + t) @ K.T
+    uv = np.round(uv[:, :2] / uv[:, 2:3]).astype(int)
+    assert inside[uv[:, 1], uv[:, 0]].all()
+    # ... and most of the plate is outside it
+    uv = (plate @ R.T + t) @ K.T
+    uv = np.round(uv[:, :2] / uv[:, 2:3]).astype(int)
+    seen = (uv[:, 0] >= 0) & (uv[:, 0] < 640) & (uv[:, 1] >= 0) & (uv[:, 1] < 480)
+    assert inside[uv[seen, 1], uv[seen, 0]].mean() < 0.2
+
+
+def test_no_plate_means_no_hull_and_whole_views():
+    _, ball, _ = _scene(np.random.default_rng(4))
+    assert object_hull(ball, _orientation()) is None  # a handheld set: nothing to leave out
+    assert object_hull(ball, None) is None
+
+
+def test_a_camera_inside_the_hull_gets_no_outline():
+    plate, ball, _ = _scene(np.random.default_rng(5))
+    hull = object_hull(np.concatenate([plate, ball]), _orientation())
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    R, centre = np.eye(3), np.array([0.01, -0.005, 0.021])  # at the ball's centre
+    assert hull_in_view(hull, R, -R @ centre, K, 640, 480) is None
+
+
+def test_the_plate_of_each_session_is_cut():
+    """A flipped second session: its plate touches the object's top, perpendicular to that session's axis."""
+    plate, ball, _ = _scene(np.random.default_rng(6))
+    top = plate * [1, 1, -1] + [0, 0, 0.041]  # the second plate, lying on the ball's top, seen from below
+    points = np.concatenate([plate, ball, top])
+    orientation = _orientation()
+    orientation.sessions = []  # one axis only: the top plate stays
+    keep_one, _ = remove_plate(points, orientation, 0.001)
+    assert keep_one[len(plate) + len(ball):].mean() > 0.9
+
+    from openscancloud.engine.orient import Session
+
+    down = Session(["b.jpg"], -UP, True, 0.01)
+    up = Session(["a.jpg"], UP, True, 0.01)
+    orientation.sessions = [up, down]
+    hull = object_hull(points, orientation)
+    assert hull is not None
+    assert np.ptp(hull[:, 0]) < 0.04 * (1 + 2 * HULL_MARGIN) + 0.004  # neither plate widens the hull
