@@ -238,6 +238,15 @@ def holdout_views(registered: list[str]) -> list[str]:
     return names[step // 2::step]
 
 
+def _known_fields(cls, d: dict) -> dict:
+    """`d` without the keys dataclass `cls` does not have: an older engine's texture stage can bake from a newer
+    engine's work dir (same mesh), whose stage results carry fields added since."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in d.items() if k in known}
+
+
 def bake(work: Path, out: Path, quality: str, holdout: list[str]) -> dict:
     """Texture the kept mesh from every registered photo except `holdout` (engine from `sys.path`)."""
     import pycolmap
@@ -249,9 +258,13 @@ def bake(work: Path, out: Path, quality: str, holdout: list[str]) -> dict:
     from openscancloud.engine.presets import get_preset
     from openscancloud.engine.sparse import SparseResult
 
-    ingest = IngestResult.from_dict(read_json(work / "ingest" / "done.json")["result"])
-    sparse = SparseResult.from_dict(read_json(work / "sparse" / "done.json")["result"])
-    mesh = MeshResult.from_dict(read_json(work / "mesh" / "done.json")["result"])
+    from openscancloud.engine.ingest import View
+
+    ingest_dict = read_json(work / "ingest" / "done.json")["result"]
+    ingest_dict["views"] = [_known_fields(View, v) for v in ingest_dict["views"]]
+    ingest = IngestResult.from_dict(ingest_dict)
+    sparse = SparseResult.from_dict(_known_fields(SparseResult, read_json(work / "sparse" / "done.json")["result"]))
+    mesh = MeshResult.from_dict(_known_fields(MeshResult, read_json(work / "mesh" / "done.json")["result"]))
     rec = pycolmap.Reconstruction(str(sparse.model_dir))
     for image_id, img in list(rec.images.items()):
         if img.name in holdout and img.has_pose:
@@ -364,28 +377,36 @@ def _closeup_box(photo: np.ndarray, mask: np.ndarray, side: int) -> tuple[int, i
     return int(x - half), int(y - half)
 
 
-def write_figures(set_name: str, per_engine: dict, work: Path, holdout: list[str], max_side: int,
-                  out_dir: Path) -> list[Path]:
-    """Before/after figures: a preview of each engine's model and a close-up strip photo | engine… of the
-    held-out view with the most detail (same window for all, 2× nearest-neighbour so texels stay visible)."""
+def held_out_camera(work: Path, name: str) -> tuple[np.ndarray, tuple]:
+    """(original photo, (K at the photo's size, distortion, R, t)) of a held-out view, as one engine run sees it."""
     import pycolmap
 
     from openscancloud.engine.context import read_json
     from openscancloud.engine.ingest import IngestResult
-    from openscancloud.engine.render import render_textured
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     ingest = IngestResult.from_dict(read_json(work / "ingest" / "done.json")["result"])
     rec = pycolmap.Reconstruction(str(read_json(work / "sparse" / "done.json")["result"]["model_dir"]))
-    name = holdout[0]
     K, dist, R, t, w, h = camera_of(rec, name)
     photo = cv2.imread(str(ingest.original_path(ingest.view(name))), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if photo.shape[1] != w or photo.shape[0] != h:
         K = K.copy()
         K[0] *= photo.shape[1] / w
         K[1] *= photo.shape[0] / h
+    return photo, (K, dist, R, t)
+
+
+def write_figures(set_name: str, per_engine: dict, works: dict[str, Path], holdout: list[str], max_side: int,
+                  out_dir: Path) -> list[Path]:
+    """Before/after figures: a preview of each engine's model and a close-up strip photo | engine… of the
+    held-out view with the most detail (same window for all, 2× nearest-neighbour so texels stay visible).
+    `works`: each engine's work dir (its own cameras when the engines ran end to end)."""
+    from openscancloud.engine.render import render_textured
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = holdout[0]
     renders, previews = {}, {}
     for label, r in per_engine.items():
+        photo, (K, dist, R, t) = held_out_camera(works[label], name)
         data = np.load(r["mesh_path"])
         tex = cv2.imread(r["texture_path"], cv2.IMREAD_COLOR)
         _, rendered, undistorted = score_view(data["vertices"], data["faces"], data["uvs"], tex, photo, K, dist, R,
@@ -435,8 +456,12 @@ def markdown_section(results: dict, figures: Path | None) -> str:
              "engine; a resumed bake reports the measurements of the run that baked it)  ",
              f"Machine: {results['machine']}; 1-minute load average {results['load'][0]:.1f} at the start "
              "(the machine was shared: wall times are pessimistic, CPU seconds are the fairer figure).", "",
-             "Protocol: one engine run per set gives cameras and mesh; every 8th photo (at least two) is left out of "
-             "texturing only; each engine's texture stage bakes the same mesh from the other photos; the textured "
+             "Protocol: " + ("each engine ran end to end on each set (its own cameras and mesh; RUNS_LABEL), so "
+                             "geometry counts as well as the texture stage; " if results.get("end_to_end") else
+                             "one engine run per set gives cameras and mesh; ")
+             + "every 8th photo (at least two) is left out of "
+             "texturing only; each engine's texture stage bakes " + ("its own mesh" if results.get("end_to_end") else
+                                                                    "the same mesh") + " from the other photos; the textured "
              "model is ray-cast from each held-out camera at the photo's resolution and compared with the "
              "undistorted photo inside the model's silhouette (eroded 4 px). PSNR is also given after a per-channel "
              "gain/offset match to the held-out photo (its exposure cannot be known from the other photos). "
@@ -479,6 +504,7 @@ def _portable(command: str) -> str:
     import re
 
     command = re.sub(r"--runs \S+", "--runs RUNS", command)
+    command = re.sub(r"(--engine-runs (\w+)=)\S+", lambda m: f"{m.group(1)}RUNS_{m.group(2).upper()}", command)
     return re.sub(r"(--engine \w+=)/\S+", r"\1OLD/src", command)
 
 
@@ -510,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality", default="standard", choices=("preview", "standard", "high"))
     parser.add_argument("--engine", action="append", default=[], metavar="LABEL=SRC",
                         help="an engine to compare (its src folder); repeatable; default new=src")
+    parser.add_argument("--engine-runs", action="append", default=[], metavar="LABEL=RUNS",
+                        help="that engine's own runs folder (RUNS/SET/work from its own end-to-end run): compares "
+                             "whole engines, geometry included, instead of texture stages on one mesh")
     parser.add_argument("--eval-size", type=int, default=2400, help="long side of the comparison images (px)")
     parser.add_argument("--crops", type=Path, default=None, help="write renders and photos here")
     parser.add_argument("--update-docs", action="store_true", help="(re)write the texture section of docs/benchmarks.md")
@@ -536,12 +565,16 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO_ROOT / "src"))
     from openscancloud.engine.context import read_json
 
+    own_runs = dict(e.split("=", 1) for e in args.engine_runs)
+    results["end_to_end"] = bool(own_runs)
     for set_name in [s for s in args.sets.split(",") if s]:
-        work = args.runs / set_name / "work"
-        registered = read_json(work / "sparse" / "done.json")["result"]["registered"]
+        works = {label: Path(own_runs.get(label, args.runs)) / set_name / "work" for label in engines}
+        registered_by = [set(read_json(w / "sparse" / "done.json")["result"]["registered"]) for w in works.values()]
+        registered = sorted(set.intersection(*registered_by))  # held-out views every engine placed
         holdout = holdout_views(registered)
         per_engine = {}
         for label, src in engines.items():
+            work = works[label]
             out = args.runs / set_name / f"bake_{label}_{args.quality}"
             baked = run_bake(Path(src).resolve(), work, out, args.quality, holdout)
             crops = args.crops / set_name if args.crops else None
@@ -553,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
         results["sets"][set_name] = {"holdout": holdout, "registered": len(registered), "engines": per_engine}
         if args.figures:
-            for path in write_figures(set_name, per_engine, work, holdout, args.eval_size, args.figures):
+            for path in write_figures(set_name, per_engine, works, holdout, args.eval_size, args.figures):
                 print(f"figure: {path}")
     out_json = args.runs / f"texture_{args.quality}.json"
     out_json.write_text(json.dumps(results, indent=2))
