@@ -69,7 +69,9 @@ def test_a_camera_inside_the_hull_gets_no_outline():
 def test_the_plate_of_each_session_is_cut():
     """A flipped second session: its plate touches the object's top, perpendicular to that session's axis."""
     plate, ball, _ = _scene(np.random.default_rng(6))
-    top = plate * [1, 1, -1] + [0, 0, 0.041]  # the second plate, lying on the ball's top, seen from below
+    # the second plate, lying on the ball's top, seen from below; wider than the first, so that the first plate
+    # is only wider than what stands on it once the second plate is left out
+    top = plate * [1.5, 1.5, -1] + [0, 0, 0.041]
     points = np.concatenate([plate, ball, top])
     orientation = _orientation()
     orientation.sessions = []  # one axis only: the top plate stays

@@ -107,15 +107,14 @@ def object_hull(points: np.ndarray, orientation: Orientation | None) -> np.ndarr
     if orientation is None or len(points) < MIN_HULL_POINTS:
         return None
     spacing = point_spacing(points)
-    keep, plate = np.ones(len(points), bool), False
-    for up in orientation.turntable_ups():
-        session_keep, cut = _remove_plate_below(points, up, spacing)
-        if cut and _wider_than_the_rest(points, session_keep, up):
-            keep &= session_keep
-            plate = True
-    if not plate:
+    cuts = [(up, keep) for up in orientation.turntable_ups()
+            for keep, cut in [_remove_plate_below(points, up, spacing)] if cut]
+    above_all = np.logical_and.reduce([keep for _, keep in cuts]) if cuts else np.ones(len(points), bool)
+    # a plate is judged against what stands on it, the other sessions' plates left out
+    plates = [keep for up, keep in cuts if _wider_than_the_object(points, ~keep, above_all, up)]
+    if not plates:
         return None
-    obj = points[keep]
+    obj = points[np.logical_and.reduce(plates)]
     if len(obj) < MIN_HULL_POINTS:
         return None
     obj = obj[~floating_points(obj, spacing)]
@@ -132,14 +131,16 @@ def object_hull(points: np.ndarray, orientation: Orientation | None) -> np.ndarr
     return corners + outward * HULL_MARGIN * size
 
 
-def _wider_than_the_rest(points: np.ndarray, above: np.ndarray, up: np.ndarray) -> bool:
+def _wider_than_the_object(points: np.ndarray, plate: np.ndarray, standing: np.ndarray, up: np.ndarray) -> bool:
     """A turntable plate reaches out beyond the object standing on it; a flat-bottomed or round object's own
     underside, which a plane fit on sparse points can also find, does not."""
+    if not plate.any() or not standing.any():
+        return False
     up = up / np.linalg.norm(up)
     flat = points - np.outer(points @ up, up)  # positions across the axis
-    centre = flat[above].mean(axis=0)
+    centre = flat[standing].mean(axis=0)
     radius = np.linalg.norm(flat - centre, axis=1)
-    return bool(np.percentile(radius[~above], 90) > np.percentile(radius[above], 90))
+    return bool(np.percentile(radius[plate], 90) > np.percentile(radius[standing], 90))
 
 
 def hull_in_view(hull: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarray, width: int, height: int
