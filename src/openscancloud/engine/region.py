@@ -117,7 +117,9 @@ def object_hull(points: np.ndarray, orientation: Orientation | None) -> np.ndarr
     obj = points[np.logical_and.reduce(plates)]
     if len(obj) < MIN_HULL_POINTS:
         return None
-    obj = obj[~floating_points(obj, spacing)]
+    # connectivity at the object's own point spacing: the plate's dense texture sets a much finer one, at which
+    # an object with few features (sparse dots on a plain surface) falls apart into "floaters"
+    obj = obj[~floating_points(obj, point_spacing(obj))]
     if len(obj) < MIN_HULL_POINTS:
         return None
     try:
