@@ -116,8 +116,10 @@ def score_view(cam: dict, image: np.ndarray, V: np.ndarray, F: np.ndarray, cente
     a, b, c = uvv[F[:, 0]], uvv[F[:, 1]], uvv[F[:, 2]]
     area = 0.5 * np.abs((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1]))
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
-    grad = cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3))
-    grad = cv2.blur(grad, (5, 5))
+    gx, gy = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    # numpy, not cv2.magnitude: OpenCV's differed in the last bits from run to run (its vector and scalar paths
+    # split the image by threads), enough for the graph cuts to choose other photos for whole patches
+    grad = cv2.blur(np.sqrt(gx * gx + gy * gy), (5, 5))
     smooth = cv2.blur(image, (5, 5))
     quality = np.zeros(len(F), np.float32)
     colour = np.zeros((len(F), 3), np.float32)
