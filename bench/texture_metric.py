@@ -315,7 +315,7 @@ def camera_of(rec, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     cam = img.camera
     m = img.cam_from_world().matrix()
     K = np.asarray(cam.calibration_matrix(), np.float64)
-    p = np.asarray(cam.params, np.float64)
+    p = np.array(cam.params, np.float64, copy=True)
     model = cam.model_name if hasattr(cam, "model_name") else str(cam.model)
     dist = np.zeros(5)
     if "SIMPLE_RADIAL" in model:

@@ -60,3 +60,20 @@ def test_handheld_arc_uses_camera_up(kermit_sparse):
     assert not o.turntable
     # the photographer's up becomes +Z
     assert (o.apply_dirs(ups) @ [0, 0, 1]).mean() > 0.9
+
+
+def test_camera_arrays_outlive_their_reconstruction(kermit_sparse):
+    """camera_arrays(sp.load()) drops the Reconstruction at once; the camera parameters must be copies, not views
+    of its freed memory (they were: the texture stage then projected with a garbage radial distortion in some runs,
+    and textures differed from run to run)."""
+    import gc
+
+    _, _, sp, _ = kermit_sparse
+    kept = sp.load()
+    expected = {img.name: np.array(img.camera.params) for img in kept.images.values() if img.has_pose}
+    cams = sparse.camera_arrays(sp.load())  # a temporary Reconstruction, freed right away
+    gc.collect()
+    clobber = [np.full(4096, 12345.0) for _ in range(2000)]  # reuse the freed memory
+    for name, values in expected.items():
+        np.testing.assert_array_equal(cams[name]["params"], values)
+    assert clobber

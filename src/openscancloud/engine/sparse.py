@@ -330,7 +330,8 @@ def camera_arrays(rec: pycolmap.Reconstruction) -> dict[str, dict]:
             "center": np.asarray(img.projection_center(), dtype=np.float64),
             "width": cam.width,
             "height": cam.height,
-            "params": np.asarray(cam.params, dtype=np.float64),
+            # a copy: np.asarray would view the camera's memory, which is freed with a temporary Reconstruction
+            "params": np.array(cam.params, dtype=np.float64, copy=True),
             "model": cam.model_name if hasattr(cam, "model_name") else str(cam.model),
         }
     return out

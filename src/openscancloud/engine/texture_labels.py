@@ -45,8 +45,8 @@ def face_adjacency(F: np.ndarray) -> np.ndarray:
 def data_costs(quality: np.ndarray) -> np.ndarray:
     """(F, L) costs in [0, 1] for usable views (quality > 0), FORBIDDEN otherwise."""
     best = quality.max(1, keepdims=True)
-    # rounded: scores carry float noise from multi-threaded ray casting and filtering (~1e-7), and near-ties in
-    # the graph cuts then chose other photos from run to run
+    # rounded: near-ties in the graph cuts must not hang on the last bits of a score (cv2.magnitude's once
+    # differed between runs), or the photos chosen for whole patches change from run to run
     cost = np.round(1.0 - quality / np.maximum(best, 1e-30), COST_DECIMALS)
     return np.where(quality > 0, cost, FORBIDDEN).astype(np.float64)
 
