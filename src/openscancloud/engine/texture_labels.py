@@ -23,7 +23,7 @@ import numpy as np
 
 FORBIDDEN = 1e6  # data cost of an unusable view (never chosen while any usable one exists)
 # a seam along one edge costs as much as a face's worst usable view (data costs are in [0, 1]); 0.4 before:
-# held-out PSNR +0.3 to +2.4 dB and half the seam score on four sets (docs/benchmarks.md)
+# held-out PSNR +0.25 to +0.4 dB and about half the seam score on three sets (docs/benchmarks.md)
 DEFAULT_SMOOTHNESS = 1.0
 MAX_SWEEPS = 4
 COST_DECIMALS = 4
