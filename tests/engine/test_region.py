@@ -86,3 +86,20 @@ def test_the_plate_of_each_session_is_cut():
     hull = object_hull(points, orientation)
     assert hull is not None
     assert np.ptp(hull[:, 0]) < 0.04 * (1 + 2 * HULL_MARGIN) + 0.004  # neither plate widens the hull
+
+
+def test_stray_points_do_not_widen_the_hull():
+    """A few points between the object and the plate's rim, too close to count as floating pieces, would stretch a
+    convex hull to the rim; the statistical isolation test drops them and keeps the object's own points."""
+    from openscancloud.engine.region import isolated_points
+
+    rng = np.random.default_rng(7)
+    plate, ball, _ = _scene(rng)
+    # a thin trail of points leading away from the ball, each within connecting distance of the next
+    centre = np.array([0.01, -0.005, 0.021])
+    strays = centre + np.outer(np.arange(0.0215, 0.040, 0.0025), [0.0, -1.0, 0.0])
+    flagged = isolated_points(np.concatenate([ball, strays]))
+    assert flagged[len(ball) + 1:].all()  # the first one lies 1.5 mm off the surface, among its points
+    assert flagged[:len(ball)].mean() < 0.05
+    hull = object_hull(np.concatenate([plate, ball, strays]), _orientation())
+    assert np.ptp(hull[:, 1]) < 0.04 * (1 + 2 * HULL_MARGIN) + 0.004

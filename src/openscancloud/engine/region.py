@@ -19,6 +19,8 @@ MIN_CLUSTER_FRACTION = 0.01  # pieces of the cloud smaller than this fraction of
 PLATE_MARGIN_SPACINGS = 1.5  # points this close above the plate plane belong to the plate
 HULL_MARGIN = 0.08  # the object's hull grows by this fraction of its size on every side
 MIN_HULL_POINTS = 50  # fewer object points than this: no hull (the whole view is used)
+ISOLATION_NEIGHBOURS = 10  # a sparse point is judged by its mean distance to this many neighbours ...
+ISOLATION_STD = 2.0  # ... and dropped from the hull when that is this many standard deviations above the mean
 
 
 def remove_plate(points: np.ndarray, orientation: Orientation, spacing: float) -> tuple[np.ndarray, bool]:
@@ -120,6 +122,7 @@ def object_hull(points: np.ndarray, orientation: Orientation | None) -> np.ndarr
     # connectivity at the object's own point spacing: the plate's dense texture sets a much finer one, at which
     # an object with few features (sparse dots on a plain surface) falls apart into "floaters"
     obj = obj[~floating_points(obj, point_spacing(obj))]
+    obj = obj[~isolated_points(obj)]  # a convex hull is as large as its farthest stray point
     if len(obj) < MIN_HULL_POINTS:
         return None
     try:
@@ -131,6 +134,20 @@ def object_hull(points: np.ndarray, orientation: Orientation | None) -> np.ndarr
     outward = corners - centre
     outward /= np.maximum(np.linalg.norm(outward, axis=1, keepdims=True), 1e-12)
     return corners + outward * HULL_MARGIN * size
+
+
+def isolated_points(points: np.ndarray) -> np.ndarray:
+    """Mask of points much farther from their neighbours than points usually are (Open3D's statistical outlier
+    test: mean distance to the ISOLATION_NEIGHBOURS nearest above the mean by ISOLATION_STD standard deviations)."""
+    import open3d as o3d
+
+    if len(points) <= ISOLATION_NEIGHBOURS:
+        return np.zeros(len(points), bool)
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    _, kept = cloud.remove_statistical_outlier(nb_neighbors=ISOLATION_NEIGHBOURS, std_ratio=ISOLATION_STD)
+    isolated = np.ones(len(points), bool)
+    isolated[np.asarray(kept, dtype=np.int64)] = False
+    return isolated
 
 
 def _wider_than_the_object(points: np.ndarray, plate: np.ndarray, standing: np.ndarray, up: np.ndarray) -> bool:
