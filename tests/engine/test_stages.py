@@ -101,6 +101,25 @@ def test_mesh_texture_export(kermit_dense, kermit_sparse, make_ctx, tmp_path):
     assert preview is not None and preview.std() > 10
 
 
+def test_geometric_pass_runs_over_every_depth_map(kermit_dense, kermit_sparse, make_ctx, tiny_preset, tmp_path):
+    """With the geometric-consistency pass on, every photometric depth map gets a second one that keeps each
+    pixel the first placed, and fusion reads the second ones."""
+    import dataclasses
+
+    from openscancloud.engine.fusion import DepthView
+
+    ing, msk, sp, root = kermit_sparse
+    preset = dataclasses.replace(tiny_preset, depth_geometric_iterations=1)
+    result = dense.run(ing, msk, sp, make_ctx("dense", tmp_path, preset=preset))
+    first = sorted((tmp_path / "dense" / "maps").glob("*.npz"))
+    second = sorted((tmp_path / "dense" / "maps-geometric").glob("*.npz"))
+    assert [p.name for p in first] == [p.name for p in second] and len(second) == result.num_depth_maps
+    for a, b in zip(first, second):
+        da, db = DepthView.load(a.stem, a).depth, DepthView.load(b.stem, b).depth
+        assert np.all(db[da > 0] > 0) and np.all(db[da <= 0] == 0)
+    assert result.num_points > 0.8 * kermit_dense.num_points
+
+
 def test_cancel_stops_a_stage(kermit_sparse, make_ctx, tmp_path):
     ing, msk, sp, _ = kermit_sparse
     ctx = make_ctx("dense", tmp_path)

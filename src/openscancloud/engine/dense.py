@@ -35,7 +35,7 @@ from .errors import EngineError
 from .ingest import IngestResult
 from .masks import MaskResult
 from .orient import Orientation
-from .patchmatch import PatchMatchParams, SourceView, patch_match
+from .patchmatch import DepthNormalMap, PatchMatchParams, SourceView, geometric_pass, patch_match
 from .sparse import SparseResult, camera_arrays
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ CROP_MARGIN = 0.08  # the object's region grows by this fraction of its size on 
 VOXEL_FOOTPRINTS = 1.0  # fused points are merged in voxels of this many depth-map pixel footprints
 FUSION_VERSION = "consistency+free-space-1"  # changes here redo fusion on a resumed job, not the depth maps
 OBJECT_REGION_VERSION = "masks-and-object-hull-2"  # how each view's pixels to reconstruct are chosen
+GEOMETRIC_VERSION = "forward-backward-1"  # changes here redo the geometric pass and fusion, not the first depth maps
 
 
 @dataclass
@@ -233,7 +234,8 @@ def run(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: Stag
            "best": preset.depth_best_sources, "window": preset.depth_window, "algorithm": "patch-match-1",
            "region": OBJECT_REGION_VERSION, "orientation": orientation.to_dict() if orientation else None}
     # the depth maps (`key`) stay valid when only fusion changes
-    done_key = {**key, "fusion": FUSION_VERSION, "min_views": preset.min_consistent_views}
+    done_key = {**key, "fusion": FUSION_VERSION, "min_views": preset.min_consistent_views,
+                "geometric": [GEOMETRIC_VERSION, preset.depth_geometric_iterations]}
     if (saved := load_done(ctx.work_dir, done_key)) is not None:
         return DenseResult.from_dict(saved)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
@@ -303,6 +305,8 @@ def _run_cpu(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx:
     if not usable:
         raise EngineError("No depth map could be computed from the recovered cameras.")
     maps_dir = _maps_dir(ctx.work_dir, key)
+    geometric = preset.depth_geometric_iterations > 0
+    share = 0.83 * (0.7 if geometric else 1.0)  # of the stage's progress bar
     paths: dict[str, Path] = {}
     pixels = []
     t0 = time.perf_counter()
@@ -312,19 +316,15 @@ def _run_cpu(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx:
         ref = crops[name]
         pixels.append(int(ref.mask.sum()))
         if not path.is_file():  # a resumed job keeps the depth maps it already has
-            sources = []
-            for s in neighbours[name][:preset.depth_sources]:
-                if s not in crops:
-                    continue
-                src = crops[s]
-                R_rel = src.R @ ref.R.T
-                sources.append(SourceView(src.gray, src.K, R_rel, src.t - R_rel @ ref.t))
+            sources = [src for _, src in _sources(ref, crops, neighbours[name][:preset.depth_sources])]
             dm = patch_match(ref.gray, ref.K, sources, ref.depth_range, ref.mask, patch_match_params(preset, i + 1))
             fusion.DepthView(name, dm.depth, dm.normal, ref.color, ref.K, ref.R, ref.t).save(path)
         paths[name] = path
         eta = (time.perf_counter() - t0) / (i + 1) * (len(usable) - i - 1)
-        ctx.report(0.02 + 0.83 * (i + 1) / len(usable),
+        ctx.report(0.02 + share * (i + 1) / len(usable),
                    f"{note}: depth map {i + 1}/{len(usable)} ({pixels[-1] // 1000} k object pixels, ~{eta:.0f} s left)")
+    if geometric:
+        paths = _geometric_pass(usable, crops, neighbours, paths, ctx, key, (0.02 + share, 0.85))
     footprint = float(np.median([np.mean(c.depth_range) / c.K[0, 0] for c in crops.values()]))
     crops.clear()  # fusion reads the depth maps from disk, a few at a time
     ctx.report(0.86, "fusing depth maps")
@@ -355,12 +355,56 @@ def _run_cpu(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx:
     return result
 
 
-def _maps_dir(work_dir: Path, key: dict) -> Path:
+def _sources(ref: ViewCrop, crops: dict[str, ViewCrop], names: list[str]) -> list[tuple[str, SourceView]]:
+    """The neighbour crops as PatchMatch source views of `ref` (source-from-reference poses)."""
+    sources = []
+    for s in names:
+        if s in crops:
+            src = crops[s]
+            R_rel = src.R @ ref.R.T
+            sources.append((s, SourceView(src.gray, src.K, R_rel, src.t - R_rel @ ref.t)))
+    return sources
+
+
+def _geometric_pass(usable: list[str], crops: dict[str, ViewCrop], neighbours: dict[str, list[str]],
+                    photometric: dict[str, Path], ctx: StageContext, key: dict, progress: tuple[float, float]
+                    ) -> dict[str, Path]:
+    """Every depth map again, now preferring planes the neighbours' depth maps agree with (patchmatch.
+    geometric_pass); reads the first pass's maps from disk, a few at a time, and writes the new ones beside them."""
+    preset = ctx.preset
+    start, end = progress
+    out_dir = _maps_dir(ctx.work_dir, {**key, "geometric": [GEOMETRIC_VERSION, preset.depth_geometric_iterations]},
+                        "maps-geometric")
+    store = fusion.DepthStore(photometric, cache_size=2 * preset.depth_sources + 2)
+    paths: dict[str, Path] = {}
+    t0 = time.perf_counter()
+    for i, name in enumerate(usable):
+        ctx.check_cancelled()
+        path = out_dir / f"{name}.npz"
+        ref = crops[name]
+        pairs = [(s, v) for s, v in _sources(ref, crops, neighbours[name][:preset.depth_sources])
+                 if s in photometric]
+        if not pairs:  # no neighbour has a depth map to agree with: the first map stands
+            path = photometric[name]
+        elif not path.is_file():
+            prior = store.get(name)
+            dm = geometric_pass(ref.gray, ref.K, [v for _, v in pairs], [store.get(s).depth for s, _ in pairs],
+                                DepthNormalMap(prior.depth, prior.normal, None), ref.depth_range, ref.mask,
+                                patch_match_params(preset, 1000 + i), preset.depth_geometric_iterations)
+            fusion.DepthView(name, dm.depth, dm.normal, ref.color, ref.K, ref.R, ref.t).save(path)
+        paths[name] = path
+        eta = (time.perf_counter() - t0) / (i + 1) * (len(usable) - i - 1)
+        ctx.report(start + (end - start) * (i + 1) / len(usable),
+                   f"geometric consistency: depth map {i + 1}/{len(usable)} (~{eta:.0f} s left)")
+    return paths
+
+
+def _maps_dir(work_dir: Path, key: dict, folder: str = "maps") -> Path:
     """The folder of finished depth maps: kept for a resumed job with the same settings, emptied otherwise."""
     import json
     import shutil
 
-    maps_dir = work_dir / "maps"
+    maps_dir = work_dir / folder
     marker = maps_dir / "settings.json"
     settings = json.dumps(key, sort_keys=True, default=str)
     if maps_dir.is_dir() and (not marker.is_file() or marker.read_text() != settings):

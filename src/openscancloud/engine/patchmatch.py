@@ -53,6 +53,8 @@ class PatchMatchParams:
     max_cost: float = 0.65  # depths whose cost stays above this are dropped (NCC < 0.35)
     fine_first_trial: int = 2  # after a coarse pass, refinement skips the random hypotheses (0 and 1) — saves time
     min_texture: float = 1e-5  # weighted grey variance below this: no reliable match (left empty)
+    geometric_weight: float = 0.3  # geometric pass: cost per pixel of forward-backward reprojection error (COLMAP's)
+    geometric_max_error: float = 3.0  # … counted up to this many pixels (beyond: occluded or wrong, same penalty)
     seed: int = 1
 
 
@@ -127,9 +129,39 @@ def _ref_window(ref, x, y, radius, step, sigma_color, vals, wts):
 
 
 @njit(cache=True, fastmath=True)
+def _reprojection_error(x, y, u, v, s, geo_depth, geo_Kinv, geo_Rt, geo_t, K, max_error):
+    """Forward-backward error (px) of reference pixel (x, y) seen at (u, v) in source s: the source's own depth
+    there, lifted to 3-D and projected back into the reference, lands this far from (x, y) (`max_error` when the
+    source has no depth there)."""
+    iu = int(math.floor(u + 0.5))
+    iv = int(math.floor(v + 0.5))
+    if iu < 0 or iv < 0 or iv >= geo_depth.shape[1] or iu >= geo_depth.shape[2]:
+        return max_error
+    ds = geo_depth[s, iv, iu]
+    if ds <= 0.0:
+        return max_error
+    xs = ds * (geo_Kinv[s, 0, 0] * u + geo_Kinv[s, 0, 1] * v + geo_Kinv[s, 0, 2]) - geo_t[s, 0]
+    ys = ds * (geo_Kinv[s, 1, 0] * u + geo_Kinv[s, 1, 1] * v + geo_Kinv[s, 1, 2]) - geo_t[s, 1]
+    zs = ds * (geo_Kinv[s, 2, 0] * u + geo_Kinv[s, 2, 1] * v + geo_Kinv[s, 2, 2]) - geo_t[s, 2]
+    X = geo_Rt[s, 0, 0] * xs + geo_Rt[s, 0, 1] * ys + geo_Rt[s, 0, 2] * zs
+    Y = geo_Rt[s, 1, 0] * xs + geo_Rt[s, 1, 1] * ys + geo_Rt[s, 1, 2] * zs
+    Z = geo_Rt[s, 2, 0] * xs + geo_Rt[s, 2, 1] * ys + geo_Rt[s, 2, 2] * zs
+    if Z <= 1e-12:
+        return max_error
+    px = (K[0, 0] * X + K[0, 1] * Y + K[0, 2] * Z) / Z
+    py = (K[1, 0] * X + K[1, 1] * Y + K[1, 2] * Z) / Z
+    return min(max_error, math.sqrt((px - x) * (px - x) + (py - y) * (py - y)))
+
+
+@njit(cache=True, fastmath=True)
 def _plane_cost(x, y, d, nx, ny, nz, Kinv, A, b, srcs, src_hw, radius, step, vals, wts, sw, mx, vx, k_best,
-                costs):
-    """Multi-view cost of the plane (depth d at pixel (x, y), normal n) — mean of the k_best source costs."""
+                costs, geo):
+    """Multi-view cost of the plane (depth d at pixel (x, y), normal n) — mean of the k_best source costs.
+
+    `geo` = (weight, max error, source depth maps, their K⁻¹, Rᵀ, t, reference K): with a weight > 0 (the geometric
+    pass) each source's cost also counts the forward-backward reprojection error of the centre pixel through that
+    source's depth map, so hypotheses the neighbouring depth maps agree with win."""
+    geo_weight, geo_max, geo_depth, geo_Kinv, geo_Rt, geo_t, K = geo
     rx = Kinv[0, 0] * x + Kinv[0, 1] * y + Kinv[0, 2]
     ry = Kinv[1, 0] * x + Kinv[1, 1] * y + Kinv[1, 2]
     rz = Kinv[2, 0] * x + Kinv[2, 1] * y + Kinv[2, 2]
@@ -190,6 +222,11 @@ def _plane_cost(x, y, d, nx, ny, nz, Kinv, A, b, srcs, src_hw, radius, step, val
             continue
         ncc = (sxy / sw - mx * my) / math.sqrt(vx * vy)
         costs[s] = 1.0 - min(1.0, max(-1.0, ncc))
+        if geo_weight > 0.0:
+            qz = h20 * x + h21 * y + h22
+            costs[s] += geo_weight * _reprojection_error(x, y, (h00 * x + h01 * y + h02) / qz,
+                                                         (h10 * x + h11 * y + h12) / qz, s, geo_depth, geo_Kinv,
+                                                         geo_Rt, geo_t, K, geo_max)
     # mean of the k_best lowest (insertion sort of a handful of values)
     for a in range(1, n_src):
         v = costs[a]
@@ -262,7 +299,7 @@ def _transfer_depth(Kinv, x, y, xo, yo, do, nx, ny, nz):
 
 @njit(parallel=True, cache=True, fastmath=True)
 def _initial_costs(ref, active, depth, normal, cost, Kinv, A, b, srcs, src_hw, radius, step, sigma_color,
-                   k_best, min_texture):
+                   k_best, min_texture, geo):
     H, W = ref.shape
     n = (2 * radius + 1) ** 2
     for y in prange(H):
@@ -278,7 +315,7 @@ def _initial_costs(ref, active, depth, normal, cost, Kinv, A, b, srcs, src_hw, r
                 cost[y, x] = INVALID_COST
                 continue
             cost[y, x] = _plane_cost(x, y, depth[y, x], normal[y, x, 0], normal[y, x, 1], normal[y, x, 2], Kinv,
-                                     A, b, srcs, src_hw, radius, step, vals, wts, sw, mx, vx, k_best, costs)
+                                     A, b, srcs, src_hw, radius, step, vals, wts, sw, mx, vx, k_best, costs, geo)
 
 
 @njit(parallel=True, cache=True)
@@ -303,7 +340,7 @@ def _random_init(active, depth, normal, Kinv, dmin, dmax, seed):
 
 @njit(parallel=True, cache=True, fastmath=True)
 def _sweep(colour, ref, active, depth, normal, cost, Kinv, A, b, srcs, src_hw, radius, step, sigma_color, k_best,
-           min_texture, offsets, dmin, dmax, depth_scale, normal_scale, seed, first_trial):
+           min_texture, offsets, dmin, dmax, depth_scale, normal_scale, seed, first_trial, geo):
     """One red or black half-sweep: propagation from eight adaptive regions, then random refinement."""
     H, W = ref.shape
     n = (2 * radius + 1) ** 2
@@ -350,7 +387,7 @@ def _sweep(colour, ref, active, depth, normal, cost, Kinv, A, b, srcs, src_hw, r
                 if abs(d - bd) < 1e-5 * bd and nx * bnx + ny * bny + nz * bnz > 0.99999:
                     continue  # the same plane as the current one: nothing to learn
                 c_ = _plane_cost(x, y, d, nx, ny, nz, Kinv, A, b, srcs, src_hw, radius, step, vals, wts, sw, mx,
-                                 vx, k_best, costs)
+                                 vx, k_best, costs, geo)
                 if c_ < bc:
                     bc, bd, bnx, bny, bnz = c_, d, nx, ny, nz
             # refinement: perturbed and random hypotheses around the best one
@@ -374,7 +411,7 @@ def _sweep(colour, ref, active, depth, normal, cost, Kinv, A, b, srcs, src_hw, r
                     d = bd * (1.0 + depth_scale * (2.0 * np.random.random() - 1.0))
                     nx, ny, nz = _perturb_normal(bnx, bny, bnz, rx, ry, rz, normal_scale)
                 c_ = _plane_cost(x, y, d, nx, ny, nz, Kinv, A, b, srcs, src_hw, radius, step, vals, wts, sw, mx,
-                                 vx, k_best, costs)
+                                 vx, k_best, costs, geo)
                 if c_ < bc:
                     bc, bd, bnx, bny, bnz = c_, d, nx, ny, nz
             depth[y, x] = bd
@@ -464,6 +501,28 @@ def _homography_parts(K_ref: np.ndarray, sources: list[SourceView]) -> tuple[np.
     return A, b, stack, hw
 
 
+def _no_geometry(K_ref: np.ndarray) -> tuple:
+    """The `geo` argument of the kernels for a photometric-only pass (weight 0: the arrays are never read)."""
+    return (0.0, 0.0, np.zeros((1, 1, 1), np.float32), np.zeros((1, 3, 3)), np.zeros((1, 3, 3)), np.zeros((1, 3)),
+            np.ascontiguousarray(K_ref, np.float64))
+
+
+def _geometry_parts(K_ref: np.ndarray, sources: list[SourceView], source_depths: list[np.ndarray],
+                    params: PatchMatchParams) -> tuple:
+    """The `geo` argument of the kernels for the geometric pass: the sources' depth maps (stacked, 0 = unknown)
+    with each source's K⁻¹, Rᵀ and t (source-from-reference) to lift their depths back into the reference."""
+    hmax = max(d.shape[0] for d in source_depths)
+    wmax = max(d.shape[1] for d in source_depths)
+    stack = np.zeros((len(sources), hmax, wmax), np.float32)
+    for i, d in enumerate(source_depths):
+        stack[i, :d.shape[0], :d.shape[1]] = d
+    Kinv = np.stack([np.linalg.inv(s.K) for s in sources]).astype(np.float64)
+    Rt = np.stack([s.R.T for s in sources]).astype(np.float64)
+    t = np.stack([np.asarray(s.t, np.float64).reshape(3) for s in sources])
+    return (float(params.geometric_weight), float(params.geometric_max_error), stack, Kinv, Rt, t,
+            np.ascontiguousarray(K_ref, np.float64))
+
+
 def scale_intrinsics(K: np.ndarray, factor: float) -> np.ndarray:
     """Intrinsics of the image resized by `factor` (OpenCV pixel centres: x' = (x + ½)·f − ½)."""
     Ks = K.astype(np.float64).copy()
@@ -477,16 +536,17 @@ def scale_intrinsics(K: np.ndarray, factor: float) -> np.ndarray:
 
 def _run_level(ref: np.ndarray, K: np.ndarray, active: np.ndarray, sources: list[SourceView], depth_range,
                params: PatchMatchParams, iterations: int, depth: np.ndarray, normal: np.ndarray,
-               fresh: bool) -> np.ndarray:
+               fresh: bool, geo: tuple | None = None) -> np.ndarray:
     Kinv = np.linalg.inv(K)
     A, b, stack, hw = _homography_parts(K, sources)
+    geo = _no_geometry(K) if geo is None else geo
     dmin, dmax = depth_range
     if fresh:
         _random_init(active, depth, normal, Kinv, dmin, dmax, params.seed)
     cost = np.empty(ref.shape, np.float32)
     k_best = max(1, min(params.k_best, len(sources)))
     _initial_costs(ref, active, depth, normal, cost, Kinv, A, b, stack, hw, params.window_radius,
-                   params.window_step, params.sigma_color, k_best, params.min_texture)
+                   params.window_step, params.sigma_color, k_best, params.min_texture, geo)
     for it in range(iterations):
         # the refinement range shrinks: wide jumps early, fine polishing late
         depth_scale = 0.1 * 0.5 ** it if fresh else 0.02 * 0.5 ** it
@@ -495,7 +555,7 @@ def _run_level(ref: np.ndarray, K: np.ndarray, active: np.ndarray, sources: list
             _sweep(colour, ref, active, depth, normal, cost, Kinv, A, b, stack, hw, params.window_radius,
                    params.window_step, params.sigma_color, k_best, params.min_texture, OFFSETS, dmin, dmax,
                    depth_scale, normal_scale, params.seed * 1_000_003 + it * 2 + colour,
-                   0 if fresh else params.fine_first_trial)
+                   0 if fresh else params.fine_first_trial, geo)
     return cost
 
 
@@ -548,3 +608,44 @@ def patch_match(ref: np.ndarray, K: np.ndarray, sources: list[SourceView], depth
     normal = np.where(ok[..., None], normal, 0).astype(np.float32)
     return DepthNormalMap(depth, normal, cost.astype(np.float32),
                           {"pixels": int(active.sum()), "valid": int(ok.sum())})
+
+
+def geometric_pass(ref: np.ndarray, K: np.ndarray, sources: list[SourceView], source_depths: list[np.ndarray],
+                   prior: DepthNormalMap, depth_range: tuple[float, float], active: np.ndarray | None = None,
+                   params: PatchMatchParams = PatchMatchParams(), iterations: int = 1) -> DepthNormalMap:
+    """Second PatchMatch pass with geometric consistency (COLMAP's `geom_consistency`, ACMM's geometric pass).
+
+    Why: the photometric cost alone is flat where texture is weak or repeats, so noise and a wrong depth cost
+    about the same there; once every view has a depth map, a hypothesis that the neighbours' depth maps agree
+    with (a small forward-backward reprojection error) is preferred. Starts from the photometric result
+    (`prior`) on the pixels it placed; a new plane is kept only when it still passes the photometric threshold,
+    else the pixel keeps its photometric plane: consistency steers the choice, it never lets a mismatch in nor
+    takes a depth away.
+    `source_depths[i]` is the depth map of `sources[i]` in that source's own pixels (same K and size)."""
+    if not sources or len(source_depths) != len(sources):
+        raise ValueError("the geometric pass needs one depth map per source view")
+    H, W = ref.shape
+    ref = np.ascontiguousarray(ref, np.float32)
+    active = np.ones((H, W), bool) if active is None else np.ascontiguousarray(active, bool)
+    depth = np.ascontiguousarray(prior.depth, np.float32).copy()
+    normal = np.ascontiguousarray(prior.normal, np.float32).copy()
+    active = active & (depth > 0)  # pixels the first pass left empty stay empty (filling them gained nothing)
+    geo = _geometry_parts(K, sources, source_depths, params)
+    _run_level(ref, K, active, sources, depth_range, params, iterations, depth, normal, False, geo)
+    # the photometric cost of the planes chosen, for the same threshold as the photometric pass
+    Kinv = np.linalg.inv(K)
+    A, b, stack, hw = _homography_parts(K, sources)
+    photometric = np.empty(ref.shape, np.float32)
+    _initial_costs(ref, active, depth, normal, photometric, Kinv, A, b, stack, hw, params.window_radius,
+                   params.window_step, params.sigma_color, max(1, min(params.k_best, len(sources))),
+                   params.min_texture, _no_geometry(K))
+    ok = active & (photometric < params.max_cost) & (depth > 0)
+    # a pixel whose new plane fails the threshold keeps the photometric pass's plane: the geometric pass never
+    # empties a pixel (fusion's consistency check decides which depths enter the cloud)
+    kept = ~ok & (prior.depth > 0)
+    depth = np.where(ok, depth, np.where(kept, prior.depth, 0)).astype(np.float32)
+    normal = np.where(ok[..., None], normal, np.where(kept[..., None], prior.normal, 0)).astype(np.float32)
+    photometric = np.where(kept, prior.cost, photometric).astype(np.float32) if prior.cost is not None \
+        else photometric
+    return DepthNormalMap(depth, normal, photometric, {"pixels": int(active.sum()), "valid": int((depth > 0).sum()),
+                                                      "moved": int(ok.sum()), "kept": int(kept.sum())})

@@ -20,6 +20,7 @@ class Preset:
     depth_iterations: int  # PatchMatch propagation + refinement sweeps at full resolution (after a coarse pass)
     depth_sources: int  # neighbour views compared with each reference view
     depth_best_sources: int  # per pixel, the cost is the mean over this many best sources (occlusion-robust)
+    depth_geometric_iterations: int  # sweeps of the geometric-consistency pass over every depth map (0 = none)
     depth_window: int  # NCC window side in samples (odd; samples are 2 px apart)
     min_consistent_views: int  # a depth must be confirmed by this many other views to enter the dense cloud
     poisson_depth: int  # octree depth of the Poisson surface
@@ -49,6 +50,7 @@ PRESETS: dict[str, Preset] = {
         depth_iterations=2,
         depth_sources=4,
         depth_best_sources=2,
+        depth_geometric_iterations=0,
         depth_window=5,
         min_consistent_views=1,
         poisson_depth=8,
@@ -65,6 +67,7 @@ PRESETS: dict[str, Preset] = {
         depth_iterations=2,
         depth_sources=4,
         depth_best_sources=2,
+        depth_geometric_iterations=0,
         depth_window=7,
         min_consistent_views=1,
         poisson_depth=9,
@@ -78,9 +81,10 @@ PRESETS: dict[str, Preset] = {
         sift_upsample_below=2000,
         depth_pixels=150_000,
         depth_max_size=4000,
-        depth_iterations=3,
-        depth_sources=6,
+        depth_iterations=2,
+        depth_sources=5,
         depth_best_sources=2,
+        depth_geometric_iterations=0,
         depth_window=7,
         min_consistent_views=1,
         poisson_depth=10,
