@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from openscancloud.engine.patchmatch import (DepthNormalMap, PatchMatchParams, SourceView, _geometry_parts, _reprojection_error,
-                                            geometric_pass, patch_match, scale_intrinsics)
+from openscancloud.engine.patchmatch import (DepthNormalMap, PatchMatchParams, SourceView, _geometry_parts,
+                                            _reprojection_error, geometric_pass, patch_match, scale_intrinsics)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stereo_scenes import Plane, SolidTexture, Sphere, intrinsics, look_at, relative, render  # noqa: E402
@@ -130,8 +130,7 @@ def test_forward_backward_error_is_small_on_the_surface_and_large_off_it():
     for x, y in ((40, 30), (80, 60), (120, 90)):
         assert error(x, y, depth[y, x]) < 0.75
         assert error(x, y, depth[y, x] * 1.15) > 2.0
-    empty = (0.0, 3.0, np.zeros_like(stack), Kinv, Rt, tt, Kref)
-    assert _reprojection_error(80.0, 60.0, 80.0, 60.0, 0, *empty[2:], 3.0) == 3.0
+    assert _reprojection_error(80.0, 60.0, 80.0, 60.0, 0, np.zeros_like(stack), Kinv, Rt, tt, Kref, 3.0) == 3.0
 
 
 def test_geometric_pass_lowers_depth_noise_and_keeps_every_pixel():
@@ -141,18 +140,19 @@ def test_geometric_pass_lowers_depth_noise_and_keeps_every_pixel():
     surface, texture = Sphere((0, 0, 1.3), 0.4), SolidTexture(0.02, 0.15)
     cams = [look_at(c, TARGET, K, W, H) for c in [np.zeros(3)] + _ring(0.15)]
     rng = np.random.default_rng(0)
-    images, truth = [], None
-    for i, cam in enumerate(cams):
+    images, depths = [], []
+    for cam in cams:
         image, depth, _ = render(cam, surface, texture)
         images.append(np.clip(image + rng.normal(0, 0.05, image.shape), 0, 1).astype(np.float32))
-        truth = depth if i == 0 else truth
+        depths.append(depth)
+    truth = depths[0]
 
     def sources(i):
         return [(j, SourceView(images[j], K, *relative(cams[i], cams[j]))) for j in range(len(cams)) if j != i]
 
     active = truth > 0
-    first = [patch_match(images[i], K, [s for _, s in sources(i)], (0.6, 2.0),
-                         render(cams[i], surface, texture)[1] > 0) for i in range(len(cams))]
+    first = [patch_match(images[i], K, [s for _, s in sources(i)], (0.6, 2.0), depths[i] > 0)
+             for i in range(len(cams))]
     second = geometric_pass(images[0], K, [s for _, s in sources(0)], [first[j].depth for j, _ in sources(0)],
                             first[0], (0.6, 2.0), active)
 

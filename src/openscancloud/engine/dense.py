@@ -235,7 +235,7 @@ def run(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx: Stag
            "region": OBJECT_REGION_VERSION, "orientation": orientation.to_dict() if orientation else None}
     # the depth maps (`key`) stay valid when only fusion changes
     done_key = {**key, "fusion": FUSION_VERSION, "min_views": preset.min_consistent_views,
-                "geometric": [GEOMETRIC_VERSION, preset.depth_geometric_iterations]}
+                "geometric": _geometric_settings(preset)}
     if (saved := load_done(ctx.work_dir, done_key)) is not None:
         return DenseResult.from_dict(saved)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
@@ -355,6 +355,11 @@ def _run_cpu(ingest: IngestResult, masks: MaskResult, sparse: SparseResult, ctx:
     return result
 
 
+def _geometric_settings(preset) -> list:
+    """What the geometric pass's maps depend on beyond the first maps' key (the stage's done-key holds it too)."""
+    return [GEOMETRIC_VERSION, preset.depth_geometric_iterations]
+
+
 def _sources(ref: ViewCrop, crops: dict[str, ViewCrop], names: list[str]) -> list[tuple[str, SourceView]]:
     """The neighbour crops as PatchMatch source views of `ref` (source-from-reference poses)."""
     sources = []
@@ -373,8 +378,7 @@ def _geometric_pass(usable: list[str], crops: dict[str, ViewCrop], neighbours: d
     geometric_pass); reads the first pass's maps from disk, a few at a time, and writes the new ones beside them."""
     preset = ctx.preset
     start, end = progress
-    out_dir = _maps_dir(ctx.work_dir, {**key, "geometric": [GEOMETRIC_VERSION, preset.depth_geometric_iterations]},
-                        "maps-geometric")
+    out_dir = _maps_dir(ctx.work_dir, {**key, "geometric": _geometric_settings(preset)}, "maps-geometric")
     store = fusion.DepthStore(photometric, cache_size=2 * preset.depth_sources + 2)
     paths: dict[str, Path] = {}
     t0 = time.perf_counter()
