@@ -103,3 +103,21 @@ def test_stray_points_do_not_widen_the_hull():
     assert flagged[:len(ball)].mean() < 0.05
     hull = object_hull(np.concatenate([plate, ball, strays]), _orientation())
     assert np.ptp(hull[:, 1]) < 0.04 * (1 + 2 * HULL_MARGIN) + 0.004
+
+
+def test_the_plate_cut_follows_the_plates_measured_noise():
+    """The cut above the plate is as high as the plate's own points scatter (measured below the plane, where
+    nothing else lies), so a noisier plate leaves no points behind; a quiet one is cut at the fixed minimum."""
+    from openscancloud.engine.region import PLATE_MARGIN_SPACINGS, find_plate
+
+    rng = np.random.default_rng(8)
+    plate, ball, _ = _scene(rng)
+    spacing = 0.001
+    for sigma in (1e-4, 1e-3):
+        noisy = plate * [1, 1, 0] + [0, 0, 1] * rng.normal(0, sigma, (len(plate), 1))
+        found = find_plate(np.concatenate([noisy, ball]), UP, spacing)
+        assert found is not None
+        assert found.margin >= PLATE_MARGIN_SPACINGS * spacing
+        assert found.margin <= max(PLATE_MARGIN_SPACINGS * spacing, 3.5 * sigma)
+        assert found.above(noisy).mean() < 0.02  # (almost) none of the plate is left
+        assert found.above(ball[ball[:, 2] > 0.005]).all()  # the object above the noise is kept

@@ -150,3 +150,42 @@ def _check_usdz(path, faces: int) -> None:
     assert len(mesh.GetFaceVertexCountsAttr().Get()) == faces
     material, _ = UsdShade.MaterialBindingAPI(mesh.GetPrim()).ComputeBoundMaterial()
     assert material and material.GetPath() == "/Model/Material"
+
+
+def test_the_surface_stops_at_the_plate(make_ctx, tiny_preset, tmp_path):
+    """A cylinder standing on a noisy turntable plate: Poisson closes the cylinder's open bottom with a skirt that
+    runs out along the plate; the mesh is cut at the plate's plane like the points, so no skirt is left."""
+    import dataclasses
+
+    from openscancloud.engine.orient import Orientation
+
+    rng = np.random.default_rng(11)
+    radius, height, spacing = 0.02, 0.04, 0.0005
+    n_side, n_top, n_plate = 40_000, 8_000, 60_000
+    a, z = rng.random(n_side) * 2 * np.pi, rng.random(n_side) * height
+    side = np.stack([radius * np.cos(a), radius * np.sin(a), z], 1)
+    side_n = np.stack([np.cos(a), np.sin(a), np.zeros(n_side)], 1)
+    r, b = radius * np.sqrt(rng.random(n_top)), rng.random(n_top) * 2 * np.pi
+    top = np.stack([r * np.cos(b), r * np.sin(b), np.full(n_top, height)], 1)
+    r, b = 0.06 * np.sqrt(rng.random(n_plate)), rng.random(n_plate) * 2 * np.pi
+    plate = np.stack([r * np.cos(b), r * np.sin(b), rng.normal(0, 1.5 * spacing, n_plate)], 1)
+    plate = plate[np.hypot(plate[:, 0], plate[:, 1]) > radius]  # the plate is hidden under the object
+    points = np.concatenate([side, top, plate])
+    normals = np.concatenate([side_n, np.tile([0.0, 0, 1], (n_top + len(plate), 1))])
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    pcd.normals = o3d.utility.Vector3dVector(normals)
+    pcd.colors = o3d.utility.Vector3dVector(np.full((len(points), 3), 0.5))
+    ply = tmp_path / "dense.ply"
+    o3d.io.write_point_cloud(str(ply), pcd)
+    cloud = dense.DenseResult(ply, len(points), 1, "cpu-patch-match")
+    up = Orientation(np.eye(4), True, np.array([0.0, 0, 1]), np.zeros(3), 0.001)
+    preset = dataclasses.replace(tiny_preset, poisson_depth=8, target_faces=20_000)
+    m = mesh.run(cloud, up, make_ctx("mesh", tmp_path, preset=preset))
+    assert m.plate_removed
+    surface = o3d.io.read_triangle_mesh(str(m.mesh_path))
+    samples = np.asarray(surface.sample_points_uniformly(50_000).points)
+    reach = np.hypot(samples[:, 0], samples[:, 1])
+    assert np.mean(reach > radius + 4 * spacing) < 0.002  # nothing runs out along the plate
+    assert samples[:, 2].min() > 0  # nor below it
+    assert np.mean(samples[:, 2] > height - 4 * spacing) > 0.1  # the top is there ...
+    assert np.mean(samples[:, 2] < 0.25 * height) > 0.15  # ... and the side down to the plate

@@ -201,3 +201,29 @@ def test_seam_blending_closes_a_step_between_patches_and_leaves_the_rest_alone()
     assert np.array_equal(out[:, 60:], colour[:, 60:])
     # detail survives near the seam: the correction is smooth
     assert np.std(out[:, 28:31] - colour[:, 28:31]) < 4
+
+
+def test_a_mesh_unwrapped_in_parts_keeps_its_faces_and_charts_do_not_overlap(monkeypatch):
+    """Above UNWRAP_PART_FACES the mesh goes to xatlas in compact parts, packed into one atlas: face i stays face i,
+    every face keeps its own vertices and its area, and no two charts share a texel."""
+    import trimesh
+
+    sphere = trimesh.creation.icosphere(subdivisions=4)  # 5 120 faces
+    V, F = np.asarray(sphere.vertices), np.asarray(sphere.faces)
+    monkeypatch.setattr(texture, "UNWRAP_PART_FACES", 700)
+    assert len(texture.spatial_parts(V[F].mean(axis=1), 700)) == 8
+    vmap, F2, UV, side = texture.unwrap(V, F, 200.0, 4096)
+    assert np.array_equal(vmap[F2], F)
+    assert UV.min() >= 0 and UV.max() <= 1
+    # each triangle's atlas area matches its 3D area at the requested density (no chart squashed)
+    tri, uv = V[F], UV[F2] * side
+    area3d = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    a, b = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
+    area_uv = 0.5 * np.abs(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0])
+    assert np.median(area_uv / (area3d * 200.0 ** 2)) == pytest.approx(1.0, rel=0.25)
+    # no overlap: in the rasterised atlas every face owns the texel under its centre (a face drawn over by
+    # another chart would lose it)
+    ids = texture.rasterize_uv(F2, UV, side)
+    centre = UV[F2].mean(axis=1) * side
+    col, row = np.floor(centre[:, 0]).astype(int), np.floor(side - centre[:, 1]).astype(int)
+    assert np.mean(ids[row, col] == np.arange(len(F))) > 0.98

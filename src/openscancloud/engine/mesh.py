@@ -3,8 +3,10 @@
 Why: screened Poisson turns the oriented dense points (with the normals PatchMatch estimated) into a smooth closed
 surface but also invents a "balloon" where nothing was observed.  Instead of a density quantile, every vertex
 farther than a few point spacings from the dense cloud is removed (the surface must be supported by data), the
-turntable plate is cut away on turntable sets, floating pieces of the cloud are dropped by connectivity (not by a
-height or distance rule, so thin parts and undersides that the depth maps found stay), small holes are closed,
+turntable plate is cut away on turntable sets (from the points, and from the surface at the same plane, where
+Poisson would otherwise close the open bottom with a skirt along the plate), floating pieces of the cloud are
+dropped by connectivity (not by a height or distance rule, so thin parts and undersides that the depth maps found
+stay), small holes are closed,
 and quadric decimation brings the mesh to the preset's triangle budget (texturing time grows with the face count).
 The result reports which fraction of its area lies within two point spacings of the dense cloud.
 """
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 SUPPORT_SPACINGS = 8.0  # a vertex must lie within this many point spacings of a dense point
 SUPPORTED_SPACINGS = 2.0  # area this close to the dense cloud counts as "supported by data" in the report
 MIN_COMPONENT_RATIO = 0.05  # components smaller than this fraction of the largest are floaters
+MESH_VERSION = "plate-cut-surface-1"  # the surface is cut at the plates' planes too (resumed runs redo the mesh)
 
 
 @dataclass
@@ -61,7 +64,7 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext) -> Mesh
 
     preset = ctx.preset
     key = {"dense": dense.to_dict(), "depth": preset.poisson_depth, "faces": preset.target_faces,
-           "orientation": orientation.to_dict()}
+           "orientation": orientation.to_dict(), "version": MESH_VERSION}
     if (saved := load_done(ctx.work_dir, key)) is not None:
         return MeshResult.from_dict(saved)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +75,7 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext) -> Mesh
     tree = cKDTree(points)
     dist, _ = tree.query(points[:: max(1, len(points) // 20000)], k=2)
     spacing = float(np.median(dist[:, 1]))
-    keep, plate = remove_plate(points, orientation, spacing)
+    keep, plates = remove_plate(points, orientation, spacing)
     keep[keep] = ~floating_points(points[keep], spacing)
     pcd = pcd.select_by_index(np.nonzero(keep)[0])
     points = np.asarray(pcd.points)
@@ -85,7 +88,10 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext) -> Mesh
     verts = np.asarray(mesh.vertices)
     tree = cKDTree(points)
     d, _ = tree.query(verts, k=1, workers=max(1, ctx.num_threads))
-    mesh.remove_vertices_by_mask(d > SUPPORT_SPACINGS * spacing)
+    unsupported = d > SUPPORT_SPACINGS * spacing
+    for plate in plates:  # Poisson closes the open bottom with a skirt along the plate: cut where the points were
+        unsupported |= ~plate.above(verts)
+    mesh.remove_vertices_by_mask(unsupported)
     # drop floaters
     clusters, counts, _ = mesh.cluster_connected_triangles()
     clusters = np.asarray(clusters)
@@ -122,7 +128,7 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext) -> Mesh
     path = ctx.work_dir / "mesh.ply"
     o3d.io.write_triangle_mesh(str(path), out)
     supported = supported_fraction(m.vertex_matrix(), m.face_matrix(), points, spacing, max(1, ctx.num_threads))
-    result = MeshResult(path, len(out.vertices), len(out.triangles), plate, spacing, round(supported, 4))
+    result = MeshResult(path, len(out.vertices), len(out.triangles), bool(plates), spacing, round(supported, 4))
     save_done(ctx.work_dir, key, result.to_dict())
     ctx.report(1.0, f"{len(out.triangles)} triangles")
     return result

@@ -10,58 +10,78 @@ the object, and connectivity — never by a height or distance threshold tuned o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .orient import Orientation
 
 CLUSTER_SPACINGS = 4.0  # points closer than this many spacings belong to the same piece
 MIN_CLUSTER_FRACTION = 0.01  # pieces of the cloud smaller than this fraction of all points are floaters
-PLATE_MARGIN_SPACINGS = 1.5  # points this close above the plate plane belong to the plate
+PLATE_MARGIN_SPACINGS = 1.5  # points at least this close above the plate plane belong to the plate ...
+PLATE_NOISE_PERCENTILE = 99.0  # ... or as far above it as this share of the plate's points scatter below it
+PLATE_NOISE_BAND_SPACINGS = 5.0  # the plate's noise is measured on points at most this far below the plane
 HULL_MARGIN = 0.08  # the object's hull grows by this fraction of its size on every side
 MIN_HULL_POINTS = 50  # fewer object points than this: no hull (the whole view is used)
 ISOLATION_NEIGHBOURS = 10  # a sparse point is judged by its mean distance to this many neighbours ...
 ISOLATION_STD = 2.0  # ... and dropped from the hull when that is this many standard deviations above the mean
 
 
-def remove_plate(points: np.ndarray, orientation: Orientation, spacing: float) -> tuple[np.ndarray, bool]:
+@dataclass(frozen=True)
+class Plate:
+    """A turntable plate found in a cloud: its plane, the side the object stands on, and how far the plate's own
+    points scatter above the plane (its measured noise), so that a cut at `margin` leaves none of them behind."""
+
+    normal: np.ndarray  # unit, pointing to the object's side
+    offset: float  # height above the plane = points @ normal + offset
+    margin: float  # points (and mesh vertices) lower than this above the plane belong to the plate
+
+    def above(self, points: np.ndarray) -> np.ndarray:
+        return points @ self.normal + self.offset > self.margin
+
+
+def remove_plate(points: np.ndarray, orientation: Orientation, spacing: float) -> tuple[np.ndarray, list[Plate]]:
     """Mask of points to keep after cutting the turntable plate of every session (a large plane under the object,
-    perpendicular to the session's axis: with a flipped second session its plate touches the object's top)."""
+    perpendicular to the session's axis: with a flipped second session its plate touches the object's top), and
+    the plates cut (the mesh stage cuts its surface at the same planes)."""
     keep = np.ones(len(points), bool)
-    removed = False
+    plates = []
     for up in orientation.turntable_ups():
-        session_keep, cut = _remove_plate_below(points, up, spacing)
-        keep &= session_keep
-        removed |= cut
-    return keep, removed
+        if (plate := find_plate(points, up, spacing)) is not None:
+            keep &= plate.above(points)
+            plates.append(plate)
+    return keep, plates
 
 
-def _remove_plate_below(points: np.ndarray, up: np.ndarray, spacing: float) -> tuple[np.ndarray, bool]:
+def find_plate(points: np.ndarray, up: np.ndarray, spacing: float) -> Plate | None:
+    """The large plane perpendicular to `up` in the lower part of the cloud, or None.
+
+    The cut's margin is measured, not set: below the plate there is nothing but the plate's own depth noise, and
+    the noise reaches as far above the plane as below it."""
     import open3d as o3d
 
-    keep = np.ones(len(points), bool)
     if len(points) < 1000:
-        return keep, False
+        return None
     up = up / np.linalg.norm(up)
     heights = points @ up
     lo, hi = np.percentile(heights, [1, 99])
-    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
     # only the lower part of the scene can hold the plate
     low = np.nonzero(heights < lo + 0.4 * (hi - lo))[0]
     if len(low) < 200:
-        return keep, False
-    sub = pcd.select_by_index(low)
-    plane, inliers = sub.segment_plane(distance_threshold=2.0 * spacing, ransac_n=3, num_iterations=300)
+        return None
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points[low]))
+    plane, inliers = pcd.segment_plane(distance_threshold=2.0 * spacing, ransac_n=3, num_iterations=300)
     n = np.array(plane[:3])
-    n /= np.linalg.norm(n)
+    norm = np.linalg.norm(n)
+    n, d = n / norm, plane[3] / norm
     if abs(n @ up) < 0.95 or len(inliers) < 0.05 * len(points):
-        return keep, False
+        return None
     if n @ up < 0:
-        n, d = -n, -plane[3]
-    else:
-        d = plane[3]
-    signed = points @ n + d  # > 0 above the plate
-    keep = signed > PLATE_MARGIN_SPACINGS * spacing
-    return keep, True
+        n, d = -n, -d
+    signed = points[low] @ n + d
+    below = -signed[(signed < 0) & (signed > -PLATE_NOISE_BAND_SPACINGS * spacing)]
+    noise = float(np.percentile(below, PLATE_NOISE_PERCENTILE)) if len(below) >= 100 else 0.0
+    return Plate(n, float(d), max(PLATE_MARGIN_SPACINGS * spacing, noise))
 
 
 def floating_points(points: np.ndarray, spacing: float) -> np.ndarray:
@@ -109,8 +129,8 @@ def object_hull(points: np.ndarray, orientation: Orientation | None) -> np.ndarr
     if orientation is None or len(points) < MIN_HULL_POINTS:
         return None
     spacing = point_spacing(points)
-    cuts = [(up, keep) for up in orientation.turntable_ups()
-            for keep, cut in [_remove_plate_below(points, up, spacing)] if cut]
+    cuts = [(up, plate.above(points)) for up in orientation.turntable_ups()
+            if (plate := find_plate(points, up, spacing)) is not None]
     above_all = np.logical_and.reduce([keep for _, keep in cuts]) if cuts else np.ones(len(points), bool)
     # a plate is judged against what stands on it, the other sessions' plates left out
     plates = [keep for up, keep in cuts if _wider_than_the_object(points, ~keep, above_all, up)]

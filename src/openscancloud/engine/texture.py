@@ -33,10 +33,11 @@ from .sparse import SparseResult, camera_arrays
 
 log = logging.getLogger(__name__)
 
-METHOD = "mrf-levelled-blended-fullres-2"  # part of the resume key: a different method never reuses a saved atlas
+METHOD = "mrf-levelled-blended-fullres-parts-3"  # part of the resume key: a different method never reuses a saved atlas
 MIN_ATLAS = 512
 ATLAS_STEP = 256  # atlas sides are multiples of this
 OVERSAMPLE = 1.15  # texels per photo pixel (linear): a little more than 1 survives bilinear resampling
+UNWRAP_PART_FACES = 25_000  # the mesh goes to xatlas in parts of at most this many faces (see `unwrap`)
 CHART_PADDING = 2  # texels between charts (+ pull-push fill): no bleeding at the first mip levels; with
 # ~80k triangles in thousands of small charts, more padding costs a large share of the atlas
 
@@ -60,11 +61,21 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, texels_per_unit: float, max_
     Returns (vertex index map, new faces, uvs in [0,1] of the square atlas, v up, atlas side).  xatlas packs at
     the requested density and reports the atlas it needed; only when that exceeds `max_side` are the charts
     scaled down to fit (the density then drops by the same factor).  Face i of the result is face i of the
-    input (xatlas keeps the order), with vertices split along seams."""
+    input, with vertices split along seams.
+
+    The mesh goes to xatlas in compact parts of at most UNWRAP_PART_FACES faces (all packed into the one
+    atlas): its chart search grows faster than the face count, and on a 200 000-triangle mesh eight parts take a
+    third of the time of one, with as many charts and the same atlas use.  A cut between parts is a chart
+    border like any other."""
     import xatlas
 
+    parts = spatial_parts(vertices[faces].mean(axis=1), UNWRAP_PART_FACES)
     atlas = xatlas.Atlas()
-    atlas.add_mesh(vertices.astype(np.float32), faces.astype(np.uint32))
+    part_vertices = []
+    for part in parts:
+        used, local = np.unique(faces[part].ravel(), return_inverse=True)
+        atlas.add_mesh(vertices[used].astype(np.float32), local.reshape(-1, 3).astype(np.uint32))
+        part_vertices.append(used)
     chart = xatlas.ChartOptions()
     chart.max_iterations = 1  # the default 4 refinement passes cost a lot and change little
     pack = xatlas.PackOptions()
@@ -74,15 +85,38 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, texels_per_unit: float, max_
     pack.bilinear = True
     pack.blockAlign = True
     atlas.generate(chart, pack)
-    vmapping, indices, uvs = atlas[0]
+    vmaps, uv_parts = [], []
+    new_faces = np.empty((len(faces), 3), np.int64)
+    offset = 0
+    for i, (part, used) in enumerate(zip(parts, part_vertices)):
+        vmapping, indices, part_uvs = atlas[i]
+        vmaps.append(used[vmapping.astype(np.int64)])
+        uv_parts.append(part_uvs)
+        new_faces[part] = indices.astype(np.int64).reshape(-1, 3) + offset
+        offset += len(vmapping)
     w, h = int(atlas.width), int(atlas.height)
     needed = max(w, h, 1)
     side = int(min(max_side, max(MIN_ATLAS, int(np.ceil(needed / ATLAS_STEP)) * ATLAS_STEP)))
     # xatlas' uvs are relative to its w × h atlas; in the square atlas the charts keep their texel size (a
     # corner of it when side > needed) or shrink by side / needed when capped
     denominator = max(side, needed)
-    uvs = uvs.astype(np.float64) * [w / denominator, h / denominator]
-    return vmapping.astype(np.int64), indices.astype(np.int64), uvs, side
+    uvs = np.concatenate(uv_parts).astype(np.float64) * [w / denominator, h / denominator]
+    return np.concatenate(vmaps), new_faces, uvs, side
+
+
+def spatial_parts(centres: np.ndarray, limit: int) -> list[np.ndarray]:
+    """Indices of `centres` in compact groups of at most `limit`: split at the median of the longest side until
+    every group is small enough (a k-d split)."""
+    parts, todo = [], [np.arange(len(centres))]
+    while todo:
+        group = todo.pop()
+        if len(group) <= limit:
+            parts.append(group)
+            continue
+        pts = centres[group]
+        order = group[np.argsort(pts[:, int(np.argmax(np.ptp(pts, axis=0)))], kind="stable")]
+        todo += [order[: len(order) // 2], order[len(order) // 2:]]
+    return parts
 
 
 def rasterize_uv(faces: np.ndarray, uvs: np.ndarray, size: int) -> np.ndarray:
