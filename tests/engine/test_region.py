@@ -121,3 +121,44 @@ def test_the_plate_cut_follows_the_plates_measured_noise():
         assert found.margin <= max(PLATE_MARGIN_SPACINGS * spacing, 3.5 * sigma)
         assert found.above(noisy).mean() < 0.02  # (almost) none of the plate is left
         assert found.above(ball[ball[:, 2] > 0.005]).all()  # the object above the noise is kept
+
+
+def _cylinder_on_plate(rng: np.random.Generator, underside: bool):
+    """(points, normals, part labels) of a 4 cm cylinder (2 cm radius) standing on a noisy 12 cm plate; with
+    `underside` its bottom is seen too (a flipped second session), and that session's depth maps bleed 3 mm past
+    the bottom's rim."""
+    radius, height, spacing = 0.02, 0.04, 0.0005
+    a, z = rng.random(40_000) * 2 * np.pi, rng.random(40_000) * height
+    side = np.stack([radius * np.cos(a), radius * np.sin(a), z], 1)
+    parts = [(side, np.stack([np.cos(a), np.sin(a), 0 * a], 1), "side")]
+    r, b = radius * np.sqrt(rng.random(8000)), rng.random(8000) * 2 * np.pi
+    parts.append((np.stack([r * np.cos(b), r * np.sin(b), np.full(8000, height)], 1), [0.0, 0, 1], "top"))
+    r, b = 0.06 * np.sqrt(rng.random(60_000)), rng.random(60_000) * 2 * np.pi
+    plate = np.stack([r * np.cos(b), r * np.sin(b), rng.normal(0, 1.5 * spacing, len(r))], 1)
+    parts.append((plate[r > radius], [0.0, 0, 1], "plate"))
+    if underside:
+        r, b = radius * np.sqrt(rng.random(8000)), rng.random(8000) * 2 * np.pi
+        bottom = np.stack([r * np.cos(b), r * np.sin(b), rng.normal(0, 0.5 * spacing, len(r))], 1)
+        parts.append((bottom, [0.0, 0, -1], "bottom"))
+        r, b = radius + 0.003 * np.sqrt(rng.random(2000)) + 0.0025, rng.random(2000) * 2 * np.pi
+        bleed = np.stack([r * np.cos(b), r * np.sin(b), rng.normal(0, 0.5 * spacing, len(r))], 1)
+        parts.append((bleed, [0.0, 0, -1], "bleed"))
+    points = np.concatenate([p for p, _, _ in parts])
+    normals = np.concatenate([np.broadcast_to(np.asarray(n, float), p.shape) for p, n, _ in parts])
+    labels = np.concatenate([np.full(len(p), name) for p, _, name in parts])
+    return points, normals, labels, spacing
+
+
+def test_a_flipped_sessions_view_of_the_underside_is_kept_and_its_bleeding_is_not():
+    """Points on the plate's plane that face into it are the object's underside (the plate is only seen from
+    above) when they lie inside the object's footprint; outside it they are depth maps bleeding past the rim."""
+    points, normals, labels, spacing = _cylinder_on_plate(np.random.default_rng(9), underside=True)
+    keep, plates = remove_plate(points, _orientation(), spacing, normals)
+    assert len(plates) == 1
+    assert keep[labels == "bottom"].mean() > 0.95
+    assert keep[labels == "bleed"].mean() < 0.05
+    assert keep[labels == "plate"].mean() < 0.02
+    assert keep[labels == "top"].all()
+    # without normals (sparse points) the plane's points all go, as before
+    keep_plain, _ = remove_plate(points, _orientation(), spacing)
+    assert keep_plain[labels == "bottom"].mean() < 0.05

@@ -24,13 +24,14 @@ from .dense import DenseResult
 from .errors import EngineError
 from .orient import Orientation
 from .region import floating_points, remove_plate
+from .region import underside as region_underside
 
 log = logging.getLogger(__name__)
 
 SUPPORT_SPACINGS = 8.0  # a vertex must lie within this many point spacings of a dense point
 SUPPORTED_SPACINGS = 2.0  # area this close to the dense cloud counts as "supported by data" in the report
 MIN_COMPONENT_RATIO = 0.05  # components smaller than this fraction of the largest are floaters
-MESH_VERSION = "plate-cut-surface-1"  # the surface is cut at the plates' planes too (resumed runs redo the mesh)
+MESH_VERSION = "plate-cut-surface-underside-5"  # the surface is cut at the plates' planes too (resumed runs redo the mesh)
 
 
 @dataclass
@@ -75,10 +76,12 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext) -> Mesh
     tree = cKDTree(points)
     dist, _ = tree.query(points[:: max(1, len(points) // 20000)], k=2)
     spacing = float(np.median(dist[:, 1]))
-    keep, plates = remove_plate(points, orientation, spacing)
+    normals = np.asarray(pcd.normals) if pcd.has_normals() else None
+    keep, plates = remove_plate(points, orientation, spacing, normals)
     keep[keep] = ~floating_points(points[keep], spacing)
     pcd = pcd.select_by_index(np.nonzero(keep)[0])
     points = np.asarray(pcd.points)
+    normals = normals[keep] if normals is not None else None
     ctx.report(0.1, f"Poisson surface from {len(points)} points")
     ctx.check_cancelled()
     mesh, densities = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(
@@ -89,8 +92,14 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext) -> Mesh
     tree = cKDTree(points)
     d, _ = tree.query(verts, k=1, workers=max(1, ctx.num_threads))
     unsupported = d > SUPPORT_SPACINGS * spacing
-    for plate in plates:  # Poisson closes the open bottom with a skirt along the plate: cut where the points were
-        unsupported |= ~plate.above(verts)
+    for plate in plates:  # Poisson closes the open bottom with a skirt along the plate: cut where the points were,
+        # except where the object's underside (seen by a flipped session) was kept there
+        underside = points[region_underside(plate, points, normals, spacing)[0]] if normals is not None else points[:0]
+        low = np.nonzero(~plate.above(verts))[0]
+        if len(underside):
+            near, _ = cKDTree(underside).query(verts[low], k=1, workers=max(1, ctx.num_threads))
+            low = low[near > SUPPORTED_SPACINGS * spacing]
+        unsupported[low] = True
     mesh.remove_vertices_by_mask(unsupported)
     # drop floaters
     clusters, counts, _ = mesh.cluster_connected_triangles()

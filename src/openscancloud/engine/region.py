@@ -20,6 +20,12 @@ CLUSTER_SPACINGS = 4.0  # points closer than this many spacings belong to the sa
 MIN_CLUSTER_FRACTION = 0.01  # pieces of the cloud smaller than this fraction of all points are floaters
 PLATE_MARGIN_SPACINGS = 1.5  # points at least this close above the plate plane belong to the plate ...
 PLATE_NOISE_PERCENTILE = 99.0  # ... or as far above it as this share of the plate's points scatter below it
+PLATE_RANSAC_ITERATIONS = 1000  # a plate seen by one of two sessions holds only ~6 % of the points
+PLATE_RANSAC_SEED = 7
+PLATE_MIN_SHARE = 0.05  # a plane with fewer of the cloud's points is not a plate
+UNDERSIDE_COSINE = 0.5  # a point on a plate's plane whose normal is this close to straight down is the underside
+FOOT_BAND_SPACINGS = 4.0  # the object's walls where they meet the plate: points this high above the cut ...
+FOOT_MIN_POINTS = 4  # ... at least this many in a cell (the plate's scattered noise rarely fills one)
 PLATE_NOISE_BAND_SPACINGS = 5.0  # the plate's noise is measured on points at most this far below the plane
 HULL_MARGIN = 0.08  # the object's hull grows by this fraction of its size on every side
 MIN_HULL_POINTS = 50  # fewer object points than this: no hull (the whole view is used)
@@ -36,21 +42,73 @@ class Plate:
     offset: float  # height above the plane = points @ normal + offset
     margin: float  # points (and mesh vertices) lower than this above the plane belong to the plate
 
+    def height(self, points: np.ndarray) -> np.ndarray:
+        return points @ self.normal + self.offset
+
     def above(self, points: np.ndarray) -> np.ndarray:
-        return points @ self.normal + self.offset > self.margin
+        return self.height(points) > self.margin
 
 
-def remove_plate(points: np.ndarray, orientation: Orientation, spacing: float) -> tuple[np.ndarray, list[Plate]]:
+def remove_plate(points: np.ndarray, orientation: Orientation, spacing: float, normals: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, list[Plate]]:
     """Mask of points to keep after cutting the turntable plate of every session (a large plane under the object,
     perpendicular to the session's axis: with a flipped second session its plate touches the object's top), and
-    the plates cut (the mesh stage cuts its surface at the same planes)."""
+    the plates cut (the mesh stage cuts its surface at the same planes).  With `normals`, points on a plate's
+    plane that face into it stay: they are the object's underside, which a flipped session shows."""
     keep = np.ones(len(points), bool)
     plates = []
     for up in orientation.turntable_ups():
         if (plate := find_plate(points, up, spacing)) is not None:
-            keep &= plate.above(points)
+            on_plate = ~plate.above(points)
+            if normals is not None:
+                under, bleeding = underside(plate, points, normals, spacing)
+                on_plate = (on_plate & ~under) | bleeding
+            keep &= ~on_plate
             plates.append(plate)
     return keep, plates
+
+
+def underside(plate: Plate, points: np.ndarray, normals: np.ndarray, spacing: float
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Masks (underside, bleeding) of points that face into the plate near its plane.
+
+    The plate is only ever seen from the object's side, so such points are the object's own underside, seen by
+    another session (the object turned over) — when they lie inside the object's footprint, the region enclosed
+    by its walls where they meet the plate.  Outside it they are that session's depth maps bleeding past the
+    underside's rim (a flange around the base), up to the height of the walls' foot."""
+    from scipy import ndimage
+
+    none = np.zeros(len(points), bool)
+    heights = plate.height(points)
+    foot_top = plate.margin + FOOT_BAND_SPACINGS * spacing
+    facing = (heights >= -plate.margin) & (heights <= foot_top) & (normals @ plate.normal < -UNDERSIDE_COSINE)
+    foot = (heights > plate.margin) & (heights <= foot_top)
+    if not facing.any() or not foot.any():
+        return none, none
+    u = np.cross(plate.normal, [1.0, 0, 0] if abs(plate.normal[0]) < 0.9 else [0, 1.0, 0])
+    u /= np.linalg.norm(u)
+    flat = points @ np.stack([u, np.cross(plate.normal, u)], 1)  # positions in the plate's plane
+    cell = CLUSTER_SPACINGS * spacing
+    lo = flat[foot].min(axis=0) - 2 * cell
+    shape = np.ceil((flat[foot].max(axis=0) + 2 * cell - lo) / cell).astype(int) + 1
+    if np.prod(shape) > 50_000_000:
+        return none, none
+    idx = np.floor((flat[foot] - lo) / cell).astype(int)
+    walls = np.zeros(shape, np.int32)
+    np.add.at(walls, (idx[:, 0], idx[:, 1]), 1)
+    # what the walls' cells enclose: grown by a cell so that one-cell gaps close, filled, shrunk back
+    square = np.ones((3, 3), bool)
+    footprint = ndimage.binary_erosion(ndimage.binary_fill_holes(ndimage.binary_dilation(walls >= FOOT_MIN_POINTS,
+                                                                                          square)), square)
+    cand = np.nonzero(facing)[0]
+    idx = np.floor((flat[cand] - lo) / cell).astype(int)
+    ok = np.all((idx >= 0) & (idx < shape), axis=1)
+    inside = np.zeros(len(cand), bool)
+    inside[ok] = footprint[idx[ok, 0], idx[ok, 1]]
+    under, bleeding = none.copy(), none.copy()
+    under[cand[inside]] = np.abs(heights[cand[inside]]) <= plate.margin
+    bleeding[cand[~inside]] = True
+    return under, bleeding
 
 
 def find_plate(points: np.ndarray, up: np.ndarray, spacing: float) -> Plate | None:
@@ -70,11 +128,21 @@ def find_plate(points: np.ndarray, up: np.ndarray, spacing: float) -> Plate | No
     if len(low) < 200:
         return None
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points[low]))
-    plane, inliers = pcd.segment_plane(distance_threshold=2.0 * spacing, ransac_n=3, num_iterations=300)
+    o3d.utility.random.seed(PLATE_RANSAC_SEED)  # the same cloud always gives the same plate
+    plane, inliers = pcd.segment_plane(distance_threshold=2.0 * spacing, ransac_n=3,
+                                       num_iterations=PLATE_RANSAC_ITERATIONS)
     n = np.array(plane[:3])
     norm = np.linalg.norm(n)
     n, d = n / norm, plane[3] / norm
-    if abs(n @ up) < 0.95 or len(inliers) < 0.05 * len(points):
+    for _ in range(2):  # least squares on the inliers: RANSAC's three points tilt the plane by their noise
+        near = points[low][np.abs(points[low] @ n + d) < 2.0 * spacing]
+        if len(near) < 3:
+            break
+        centre = near.mean(axis=0)
+        fitted = np.linalg.svd(near - centre, full_matrices=False)[2][2]
+        n, d = (fitted, -float(fitted @ centre)) if fitted @ n > 0 else (-fitted, float(fitted @ centre))
+    inliers = np.abs(points[low] @ n + d) < 2.0 * spacing
+    if abs(n @ up) < 0.95 or inliers.sum() < PLATE_MIN_SHARE * len(points):
         return None
     if n @ up < 0:
         n, d = -n, -d
