@@ -68,6 +68,10 @@ class GroundTruth:
     bbox_min: np.ndarray
     bbox_max: np.ndarray
     plate_top_z: float
+    # several sessions (--flip): each camera's session and each session's plate in the object frame; a camera sees
+    # past the other sessions' plates (they were not there when it took its photo)
+    camera_sessions: dict[str, str] = field(default_factory=dict)
+    session_plates: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def diagonal(self) -> float:
@@ -106,6 +110,7 @@ def load_ground_truth(gt_dir: Path) -> GroundTruth:
     vertices, faces = _read_mesh(gt_dir / "mesh.ply")
     plate_vertices, plate_faces = _read_mesh(gt_dir / "plate.ply")
     plate_top = float(meta.get("plate", {}).get("top_z", plate_vertices[:, 2].max()))
+    camera_sessions, session_plates = _sessions(gt_dir, meta, plate_vertices, plate_faces)
     return GroundTruth(
         root=gt_dir,
         vertices=vertices,
@@ -116,7 +121,25 @@ def load_ground_truth(gt_dir: Path) -> GroundTruth:
         bbox_min=vertices.min(axis=0),
         bbox_max=vertices.max(axis=0),
         plate_top_z=plate_top,
+        camera_sessions=camera_sessions,
+        session_plates=session_plates,
     )
+
+
+def _sessions(gt_dir: Path, meta: dict, plate_vertices: np.ndarray, plate_faces: np.ndarray
+              ) -> tuple[dict[str, str], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Each camera's session and each session's plate in the object frame (``sessions.json`` of a --flip set:
+    plate.ply is session A's; another session's is inverse(object_to_world) applied to it)."""
+    path = gt_dir / "sessions.json"
+    if not path.is_file():
+        return {}, {}
+    sessions = json.loads(path.read_text())["sessions"]
+    plates = {}
+    for session in sessions:
+        T = np.linalg.inv(np.asarray(session["object_to_world"], dtype=np.float64))
+        plates[session["name"]] = (plate_vertices @ T[:3, :3].T + T[:3, 3], plate_faces)
+    cameras = {Path(f["file"]).name: f["session"] for f in meta["frames"] if "session" in f}
+    return cameras, plates
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -324,9 +347,11 @@ def visible_mask(points: np.ndarray, gt: GroundTruth, occlusion_tolerance: float
     """True for points (on the ground-truth surface) seen by at least one ground-truth camera: projected inside
     the image, in front of the camera, with nothing of object or plate between camera and point."""
     tol = 2e-4 * gt.diagonal if occlusion_tolerance is None else occlusion_tolerance
-    scene = _raycasting_scene((gt.vertices, gt.faces), (gt.plate_vertices, gt.plate_faces))
+    default = _raycasting_scene((gt.vertices, gt.faces), (gt.plate_vertices, gt.plate_faces))
+    scenes = {name: _raycasting_scene((gt.vertices, gt.faces), plate) for name, plate in gt.session_plates.items()}
     seen = np.zeros(len(points), dtype=bool)
     for cam in gt.cameras.values():
+        scene = scenes.get(gt.camera_sessions.get(cam.name, ""), default)
         todo = np.flatnonzero(~seen)
         if len(todo) == 0:
             break
@@ -424,6 +449,12 @@ class SurfaceScore:
     gt_diagonal_m: float
     alignment: dict | None = None
     notes: list[str] = field(default_factory=list)
+    # share of the whole (uncropped) surface farther than STRAY_FRACTION of the diagonal from the true object:
+    # leftovers of the plate or background that the crop region hides
+    stray_fraction: float | None = None
+    # the object's foot, below the crop floor (the underside, when another session saw it): visible true samples
+    # there and the share within each τ of the reconstruction
+    base_band: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -580,4 +611,46 @@ def evaluate(
     score = score_surface(alignment.similarity.apply(vertices), faces, gt, visible, region, tau_fractions, samples,
                           debug_dir=debug_dir)
     score.alignment = alignment.summary(gt.diagonal)
+    placed = alignment.similarity.apply(vertices)
+    score.stray_fraction = stray_fraction(placed, faces, gt, samples)
+    score.base_band = base_band_completeness(placed, faces, gt, region, tau_fractions, samples)
     return score
+
+
+STRAY_FRACTION = 0.01
+
+
+def stray_fraction(vertices: np.ndarray, faces: np.ndarray | None, gt: GroundTruth, samples: int = 200_000,
+                   seed: int = 3) -> float:
+    """Share of the reconstruction (surface samples of a mesh, or the points of a cloud), not cropped, farther
+    than STRAY_FRACTION of the diagonal from the true object: what a person sees as not belonging to it."""
+    points = sample_surface(vertices, faces, samples, seed=seed) if faces is not None and len(faces) else vertices
+    if len(points) == 0:
+        return 0.0
+    return float(np.mean(_distance_to_surface(points, gt.vertices, gt.faces) > STRAY_FRACTION * gt.diagonal))
+
+
+@functools.lru_cache(maxsize=4)
+def _base_band_truth(gt_dir: str, samples: int) -> np.ndarray:
+    gt, region, _ = _cached_ground_truth(gt_dir, samples)
+    lo, hi = region.lo.copy(), region.hi.copy()
+    lo[2], hi[2] = gt.plate_top_z - 1e-3 * gt.diagonal, region.lo[2]
+    return visible_ground_truth(gt, CropRegion(lo=lo, hi=hi), samples=2 * samples, seed=4).points
+
+
+def base_band_completeness(vertices: np.ndarray, faces: np.ndarray | None, gt: GroundTruth, region: CropRegion,
+                           tau_fractions: tuple[float, ...] = DEFAULT_TAU_FRACTIONS, samples: int = 200_000) -> dict:
+    """Completeness of the object's foot that the crop region leaves out (from the plate top to the crop floor),
+    counting only what a camera saw — on a one-session set its walls' last millimetre, on a flipped set also the
+    whole underside."""
+    truth = _base_band_truth(str(Path(gt.root).resolve()), samples)
+    result: dict = {"visible_samples": int(len(truth))}
+    if len(truth) == 0:
+        return result
+    if faces is not None and len(faces):
+        d = _distance_to_surface(truth, vertices, faces)
+    else:
+        d = _distance_to_surface(truth, vertices, None)
+    for frac in tau_fractions:
+        result[f"completeness@{frac * 100:g}%"] = float(np.mean(d <= frac * gt.diagonal))
+    return result

@@ -397,7 +397,7 @@ def table_rows(results: list[SetResult]) -> tuple[list[str], list[list[str]], li
                      colmap_s, _fmt(s["sparse_seconds"]), _fmt(s["colmap_over_ours"], ".2f", "×")])
     fr = metrics.DEFAULT_TAU_FRACTIONS
     qual_head = ["set", "preset", "geometry", *[f"{k} @{100 * f:g}%" for f in fr for k in ("acc", "comp", "F")],
-                 "median err mm", "align rms mm"]
+                 "median err mm", "align rms mm", "stray area %", "foot comp @0.5%"]
     qual = []
     for r in results:
         for label, score in (("mesh", r.metrics), ("dense cloud", r.dense_metrics)):
@@ -406,9 +406,12 @@ def table_rows(results: list[SetResult]) -> tuple[list[str], list[list[str]], li
             align = score.get("alignment") or {}
             qual.append([r.name, r.quality, label, *_score_cells(score, fr),
                          _fmt(score["accuracy_median_m"] * 1e3, ".3f"),
-                         _fmt(align.get("rms_residual_m") and align["rms_residual_m"] * 1e3, ".3f")])
+                         _fmt(align.get("rms_residual_m") and align["rms_residual_m"] * 1e3, ".3f"),
+                         _fmt(None if score.get("stray_fraction") is None else score["stray_fraction"] * 100,
+                              ".2f"),
+                         _fmt((score.get("base_band") or {}).get("completeness@0.5%"), ".3f")])
         if r.metrics_error:
-            qual.append([r.name, r.quality, f"error: {r.metrics_error}", *["—"] * (3 * len(fr) + 2)])
+            qual.append([r.name, r.quality, f"error: {r.metrics_error}", *["—"] * (3 * len(fr) + 4)])
     return perf_head, perf, qual_head, qual
 
 

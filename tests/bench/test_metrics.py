@@ -115,3 +115,42 @@ def test_half_an_object_is_half_complete_and_the_missing_half_is_written_out(met
     assert len(missed.vertices) > 0.3 * len(visible.points)
     assert np.asarray(missed.vertices)[:, 0].min() > -0.002  # what is missing is the x > 0 half
     assert not (tmp_path / "inaccurate_reconstruction.ply").exists()
+
+
+def test_plate_leftovers_count_as_stray_area(metrics, bust_truth):
+    """The crop region hides what lies at the plate's height; the stray area does not: a ring of plate around
+    the base shows up as its share of the surface."""
+    gt = bust_truth[0]
+    assert metrics.stray_fraction(gt.vertices, gt.faces, gt, samples=60_000) < 0.001
+    ring = trimesh.creation.annulus(r_min=0.045, r_max=0.055, height=1e-4, sections=64)
+    ring.apply_translation([0.0, 0.0, gt.plate_top_z + 5e-4])
+    both = trimesh.util.concatenate([trimesh.Trimesh(gt.vertices, gt.faces, process=False), ring])
+    share = ring.area / both.area
+    assert metrics.stray_fraction(both.vertices, both.faces, gt, samples=60_000) == pytest.approx(share, abs=0.01)
+
+
+def test_a_flipped_sessions_cameras_see_the_underside_past_the_first_plate(metrics, bust_truth):
+    """With a second session (the object turned over), its cameras see the underside; only that session's plate
+    occludes them, and the underside counts in the foot band below the crop floor."""
+    import dataclasses
+
+    gt, region, _ = bust_truth
+    height = float(gt.bbox_max[2] - gt.plate_top_z)
+    flip = np.diag([1.0, -1.0, -1.0, 1.0])
+    flip[2, 3] = height  # object → world of session B: upside down, its top on the plate
+    cameras, sessions = dict(gt.cameras), {}
+    for name, cam in gt.cameras.items():
+        b = "B_" + name
+        cameras[b] = dataclasses.replace(cam, name=b, R=cam.R @ flip[:3, :3], t=cam.R @ flip[:3, 3] + cam.t)
+        sessions[name], sessions[b] = "A", "B"
+    inv = np.linalg.inv(flip)
+    plates = {"A": (gt.plate_vertices, gt.plate_faces),
+              "B": (gt.plate_vertices @ inv[:3, :3].T + inv[:3, 3], gt.plate_faces)}
+    two = dataclasses.replace(gt, cameras=cameras, camera_sessions=sessions, session_plates=plates)
+    r, a = 0.01 * np.sqrt(np.linspace(0.05, 1, 200)), np.linspace(0, 40 * np.pi, 200)
+    bottom = np.stack([r * np.cos(a), r * np.sin(a), np.full(200, gt.plate_top_z + 1e-5)], 1)
+    assert not metrics.visible_mask(bottom, gt).any()  # one session: the underside stands on the plate
+    assert metrics.visible_mask(bottom, two).mean() > 0.9
+    # every B camera taken as blocked by session A's plate (no session information) would hide it again
+    blind = dataclasses.replace(two, camera_sessions={}, session_plates={})
+    assert not metrics.visible_mask(bottom, blind).any()
