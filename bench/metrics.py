@@ -608,10 +608,9 @@ def evaluate(
     gt, region, visible = truth if truth is not None else _cached_ground_truth(str(Path(gt_dir).resolve()), samples)
     alignment = align_to_ground_truth(sparse_camera_centers(Path(sparse_dir)), gt)
     vertices, faces = load_geometry(Path(geometry_path))
-    score = score_surface(alignment.similarity.apply(vertices), faces, gt, visible, region, tau_fractions, samples,
-                          debug_dir=debug_dir)
-    score.alignment = alignment.summary(gt.diagonal)
     placed = alignment.similarity.apply(vertices)
+    score = score_surface(placed, faces, gt, visible, region, tau_fractions, samples, debug_dir=debug_dir)
+    score.alignment = alignment.summary(gt.diagonal)
     score.stray_fraction = stray_fraction(placed, faces, gt, samples)
     score.base_band = base_band_completeness(placed, faces, gt, region, tau_fractions, samples)
     return score

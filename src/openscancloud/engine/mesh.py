@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 SUPPORT_SPACINGS = 8.0  # a vertex must lie within this many point spacings of a dense point
 SUPPORTED_SPACINGS = 2.0  # area this close to the dense cloud counts as "supported by data" in the report
 MIN_COMPONENT_RATIO = 0.05  # components smaller than this fraction of the largest are floaters
-MESH_VERSION = "plate-cut-surface-underside-5"  # the surface is cut at the plates' planes too (resumed runs redo the mesh)
+MESH_VERSION = "plate-cut-surface-underside-5"  # the surface is cut at the plates' planes (resumed runs redo it)
 
 
 @dataclass
