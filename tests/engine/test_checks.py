@@ -86,3 +86,28 @@ def test_too_few_photos_placed_fails_through_the_engine_command(photo_set, tmp_p
     assert "of 9 photos could be placed" in last["message"] or "could not be recovered" in last["message"]
     assert not (tmp_path / "o" / "model.glb").exists()
     assert not re.search(r"^[IWEF]\d{8} ", proc.stderr, re.MULTILINE) and "Traceback" not in proc.stderr
+
+
+def test_a_plain_object_is_told_to_the_person():
+    """Few sparse points on the object itself (the turntable's own texture left out) mean a plain object: the
+    warning says so and what helps; a textured object and a handheld set (no plate to leave out) get none."""
+    from openscancloud.engine.orient import Orientation
+
+    rng = np.random.default_rng(2)
+    r = 0.1 * np.sqrt(rng.random(4000))
+    a = rng.random(4000) * 2 * np.pi
+    plate = np.stack([r * np.cos(a), r * np.sin(a), rng.normal(0, 2e-4, 4000)], 1)
+
+    def ball(n: int) -> np.ndarray:
+        d = rng.normal(size=(n, 3))
+        return 0.03 * d / np.linalg.norm(d, axis=1, keepdims=True) + [0, 0, 0.031]
+
+    turntable = Orientation(np.eye(4), True, np.array([0.0, 0.0, 1.0]), np.zeros(3), 0.01)
+    plain = checks.object_points(np.concatenate([plate, ball(300)]), turntable)
+    assert plain is not None and 250 <= plain <= 300
+    (warning,) = checks.texture_warnings(plain, 48)
+    assert "little texture" in warning and "spray" in warning
+    rich = checks.object_points(np.concatenate([plate, ball(5000)]), turntable)
+    assert checks.texture_warnings(rich, 48) == []
+    assert checks.object_points(ball(300), turntable) is None  # no plate: nothing to tell the object by
+    assert checks.texture_warnings(None, 48) == []

@@ -52,6 +52,21 @@ def test_the_hull_holds_the_object_and_leaves_the_plate_and_floaters_out():
     assert inside[uv[seen, 1], uv[seen, 0]].mean() < 0.2
 
 
+def test_the_hull_reaches_down_to_the_plate_where_the_object_has_no_points():
+    """A plain object gives sparse points only where it shows some detail, often only its upper part; it still
+    stands on the plate, so its lower part (here: the ball's lower half, which has no points) is inside the hull."""
+    from scipy.spatial import Delaunay
+
+    plate, ball, _ = _scene(np.random.default_rng(9))
+    upper = ball[ball[:, 2] > 0.026]  # the top of the ball only: its lower 2.5 cm showed nothing to match
+    hull = object_hull(np.concatenate([plate, upper]), _orientation())
+    assert hull is not None
+    lower = ball[ball[:, 2] <= 0.026]
+    assert (Delaunay(hull).find_simplex(lower) >= 0).all()
+    assert hull[:, 2].min() > -0.01  # down to the plate, not far below it
+    assert np.ptp(hull[:, 0]) < 0.04 * (1 + 2 * HULL_MARGIN) + 0.004  # and no wider than the object
+
+
 def test_no_plate_means_no_hull_and_whole_views():
     _, ball, _ = _scene(np.random.default_rng(4))
     assert object_hull(ball, _orientation()) is None  # a handheld set: nothing to leave out

@@ -45,7 +45,7 @@ DEPTH_RANGE_MARGIN = 0.15  # random hypotheses cover the view's sparse depths (2
 CROP_MARGIN = 0.08  # the object's region grows by this fraction of its size on every side
 VOXEL_FOOTPRINTS = 1.0  # fused points are merged in voxels of this many depth-map pixel footprints
 FUSION_VERSION = "consistency+free-space-1"  # changes here redo fusion on a resumed job, not the depth maps
-OBJECT_REGION_VERSION = "masks-and-object-hull-2"  # how each view's pixels to reconstruct are chosen
+OBJECT_REGION_VERSION = "masks-and-object-hull-to-plate-4"  # how each view's pixels to reconstruct are chosen
 GEOMETRIC_VERSION = "forward-backward-1"  # changes here redo the geometric pass and fusion, not the first depth maps
 
 

@@ -8,6 +8,7 @@ Poisson would otherwise close the open bottom with a skirt along the plate), flo
 dropped by connectivity (not by a height or distance rule, so thin parts and undersides that the depth maps found
 stay), small holes are closed,
 and quadric decimation brings the mesh to the preset's triangle budget (texturing time grows with the face count).
+Last, with the photos at hand, every vertex slides along its normal to where the photos agree best (refine.py).
 The result reports which fraction of its area lies within two point spacings of the dense cloud.
 """
 
@@ -16,12 +17,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from .context import StageContext, StageResult, load_done, save_done
 from .dense import DenseResult
 from .errors import EngineError
+from . import refine as refine_surface
 from .orient import Orientation
 from .region import floating_points, remove_plate
 from .region import underside as region_underside
@@ -31,7 +34,7 @@ log = logging.getLogger(__name__)
 SUPPORT_SPACINGS = 8.0  # a vertex must lie within this many point spacings of a dense point
 SUPPORTED_SPACINGS = 2.0  # area this close to the dense cloud counts as "supported by data" in the report
 MIN_COMPONENT_RATIO = 0.05  # components smaller than this fraction of the largest are floaters
-MESH_VERSION = "plate-cut-surface-underside-5"  # the surface is cut at the plates' planes (resumed runs redo it)
+MESH_VERSION = "plate-cut-surface-underside-refined-6"  # changes here redo the mesh on a resumed job
 
 
 @dataclass
@@ -42,6 +45,7 @@ class MeshResult(StageResult):
     plate_removed: bool
     point_spacing: float
     supported_fraction: float = 1.0  # share of the surface area within SUPPORTED_SPACINGS of the dense cloud
+    refinement: dict | None = None  # what the refinement against the photos did (None: no photos given)
 
 
 def supported_fraction(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, spacing: float,
@@ -58,14 +62,17 @@ def supported_fraction(vertices: np.ndarray, faces: np.ndarray, points: np.ndarr
     return float(np.sum(area * near[faces].mean(axis=1)) / max(np.sum(area), 1e-30))
 
 
-def run(dense: DenseResult, orientation: Orientation, ctx: StageContext) -> MeshResult:
+def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, cams: dict[str, dict] | None = None,
+        image_path: Callable[[str], Path] | None = None) -> MeshResult:
+    """The surface of the dense cloud; with `cams` (sparse.camera_arrays) and `image_path` (a photo at the cameras'
+    size by name) it is refined against the photos at the end."""
     import open3d as o3d
     import pymeshlab
     from scipy.spatial import cKDTree
 
     preset = ctx.preset
     key = {"dense": dense.to_dict(), "depth": preset.poisson_depth, "faces": preset.target_faces,
-           "orientation": orientation.to_dict(), "version": MESH_VERSION}
+           "orientation": orientation.to_dict(), "version": MESH_VERSION, "refined": cams is not None}
     if (saved := load_done(ctx.work_dir, key)) is not None:
         return MeshResult.from_dict(saved)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
@@ -131,13 +138,21 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext) -> Mesh
     m = ms.current_mesh()
     if m.face_number() == 0:
         raise EngineError("The surface reconstruction produced no triangles.")
-    out = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(m.vertex_matrix()),
-                                    o3d.utility.Vector3iVector(m.face_matrix()))
+    vertices, faces = np.asarray(m.vertex_matrix()), np.asarray(m.face_matrix())
+    refinement = None
+    if cams is not None and image_path is not None:
+        ctx.report(0.8, "refining the surface against the photos")
+        vertices, stats = refine_surface.refine(vertices, faces, cams, image_path,
+                                                lambda f: ctx.report(0.8 + 0.18 * f, "refining the surface against "
+                                                                     "the photos"), ctx.check_cancelled)
+        refinement = stats.to_dict()
+    out = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(faces))
     out.compute_vertex_normals()
     path = ctx.work_dir / "mesh.ply"
     o3d.io.write_triangle_mesh(str(path), out)
-    supported = supported_fraction(m.vertex_matrix(), m.face_matrix(), points, spacing, max(1, ctx.num_threads))
-    result = MeshResult(path, len(out.vertices), len(out.triangles), bool(plates), spacing, round(supported, 4))
+    supported = supported_fraction(vertices, faces, points, spacing, max(1, ctx.num_threads))
+    result = MeshResult(path, len(out.vertices), len(out.triangles), bool(plates), spacing, round(supported, 4),
+                        refinement)
     save_done(ctx.work_dir, key, result.to_dict())
     ctx.report(1.0, f"{len(out.triangles)} triangles")
     return result

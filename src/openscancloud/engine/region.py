@@ -28,6 +28,7 @@ FOOT_BAND_SPACINGS = 4.0  # the object's walls where they meet the plate: points
 FOOT_MIN_POINTS = 4  # ... at least this many in a cell (the plate's scattered noise rarely fills one)
 PLATE_NOISE_BAND_SPACINGS = 5.0  # the plate's noise is measured on points at most this far below the plane
 HULL_MARGIN = 0.08  # the object's hull grows by this fraction of its size on every side
+HULL_FOOT_SHARE = 0.1  # the hull reaches straight down to the plate from this lowest share of the object's points
 MIN_HULL_POINTS = 50  # fewer object points than this: no hull (the whole view is used)
 ISOLATION_NEIGHBOURS = 10  # a sparse point is judged by its mean distance to this many neighbours ...
 ISOLATION_STD = 2.0  # ... and dropped from the hull when that is this many standard deviations above the mean
@@ -197,14 +198,14 @@ def object_hull(points: np.ndarray, orientation: Orientation | None) -> np.ndarr
     if orientation is None or len(points) < MIN_HULL_POINTS:
         return None
     spacing = point_spacing(points)
-    cuts = [(up, plate.above(points)) for up in orientation.turntable_ups()
+    cuts = [(up, plate, plate.above(points)) for up in orientation.turntable_ups()
             if (plate := find_plate(points, up, spacing)) is not None]
-    above_all = np.logical_and.reduce([keep for _, keep in cuts]) if cuts else np.ones(len(points), bool)
+    above_all = np.logical_and.reduce([keep for *_, keep in cuts]) if cuts else np.ones(len(points), bool)
     # a plate is judged against what stands on it, the other sessions' plates left out
-    plates = [keep for up, keep in cuts if _wider_than_the_object(points, ~keep, above_all, up)]
+    plates = [(plate, keep) for up, plate, keep in cuts if _wider_than_the_object(points, ~keep, above_all, up)]
     if not plates:
         return None
-    obj = points[np.logical_and.reduce(plates)]
+    obj = points[np.logical_and.reduce([keep for _, keep in plates])]
     if len(obj) < MIN_HULL_POINTS:
         return None
     # connectivity at the object's own point spacing: the plate's dense texture sets a much finer one, at which
@@ -213,6 +214,7 @@ def object_hull(points: np.ndarray, orientation: Orientation | None) -> np.ndarr
     obj = obj[~isolated_points(obj)]  # a convex hull is as large as its farthest stray point
     if len(obj) < MIN_HULL_POINTS:
         return None
+    obj = np.concatenate([obj] + [_dropped_to(plate, obj) for plate, _ in plates])
     try:
         corners = obj[ConvexHull(obj).vertices]
     except QhullError:  # flat or degenerate: no volume to restrict to
@@ -222,6 +224,17 @@ def object_hull(points: np.ndarray, orientation: Orientation | None) -> np.ndarr
     outward = corners - centre
     outward /= np.maximum(np.linalg.norm(outward, axis=1, keepdims=True), 1e-12)
     return corners + outward * HULL_MARGIN * size
+
+
+def _dropped_to(plate: Plate, points: np.ndarray) -> np.ndarray:
+    """The lowest part of the object's points (HULL_FOOT_SHARE of its height above `plate`) moved straight down onto
+    the plate.  Why: the object stands on its plate, but a plain object has sparse points only where it shows some
+    detail (often only its upper part), and a hull of those alone left its lower third out of every depth map.
+    Only the lowest points are dropped, so that an object whose points already reach the plate (a bust on its
+    pedestal) gains no wedge of plate under its shoulders."""
+    height = plate.height(points)
+    lowest = points[height <= height.min() + HULL_FOOT_SHARE * (height.max() - height.min())]
+    return lowest - np.outer(plate.height(lowest), plate.normal)
 
 
 def isolated_points(points: np.ndarray) -> np.ndarray:
