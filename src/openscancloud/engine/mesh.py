@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -28,6 +27,7 @@ from . import refine as refine_surface
 from .orient import Orientation
 from .region import floating_points, remove_plate
 from .region import underside as region_underside
+from .sparse import SparseResult, camera_arrays
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +62,18 @@ def supported_fraction(vertices: np.ndarray, faces: np.ndarray, points: np.ndarr
     return float(np.sum(area * near[faces].mean(axis=1)) / max(np.sum(area), 1e-30))
 
 
-def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, cams: dict[str, dict] | None = None,
-        image_path: Callable[[str], Path] | None = None) -> MeshResult:
-    """The surface of the dense cloud; with `cams` (sparse.camera_arrays) and `image_path` (a photo at the cameras'
-    size by name) it is refined against the photos at the end."""
+def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse: SparseResult | None = None,
+        images_dir: Path | None = None) -> MeshResult:
+    """The surface of the dense cloud; with the cameras (`sparse`) and the photos they were computed on
+    (`images_dir`, by image name) it is refined against the photos at the end."""
     import open3d as o3d
     import pymeshlab
     from scipy.spatial import cKDTree
 
     preset = ctx.preset
     key = {"dense": dense.to_dict(), "depth": preset.poisson_depth, "faces": preset.target_faces,
-           "orientation": orientation.to_dict(), "version": MESH_VERSION, "refined": cams is not None}
+           "orientation": orientation.to_dict(), "version": MESH_VERSION,
+           "refined": sparse is not None and images_dir is not None}
     if (saved := load_done(ctx.work_dir, key)) is not None:
         return MeshResult.from_dict(saved)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
@@ -140,9 +141,10 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, cams: d
         raise EngineError("The surface reconstruction produced no triangles.")
     vertices, faces = np.asarray(m.vertex_matrix()), np.asarray(m.face_matrix())
     refinement = None
-    if cams is not None and image_path is not None:
+    if key["refined"]:
         ctx.report(0.8, "refining the surface against the photos")
-        vertices, stats = refine_surface.refine(vertices, faces, cams, image_path,
+        vertices, stats = refine_surface.refine(vertices, faces, camera_arrays(sparse.load()),
+                                                lambda name: images_dir / name,
                                                 lambda f: ctx.report(0.8 + 0.18 * f, "refining the surface against "
                                                                      "the photos"), ctx.check_cancelled)
         refinement = stats.to_dict()

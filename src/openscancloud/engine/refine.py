@@ -32,6 +32,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from .texture_views import bilinear, project
+
 SWEEP_RANGE = 0.005  # offsets tried: ± this share of the mesh's bounding-box diagonal ...
 SWEEP_STEPS = 21  # ... in this many steps
 WINDOW_RINGS = 3  # the cost of a vertex is summed over this many rings of mesh neighbours
@@ -60,36 +62,6 @@ class RefineStats:
 def srgb_to_linear(gray: np.ndarray) -> np.ndarray:
     x = gray.astype(np.float32) / 255.0
     return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def project(cam: dict, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """OpenCV pixel coordinates (pixel centres at integers) and depths of world points in one COLMAP camera."""
-    xc = points @ cam["R"].T + cam["t"]
-    z = xc[..., 2]
-    zs = np.where(z > 1e-12, z, 1e-12)
-    x, y = xc[..., 0] / zs, xc[..., 1] / zs
-    params, model = cam["params"], cam["model"]
-    if model in ("SIMPLE_RADIAL", "RADIAL"):
-        r2 = x * x + y * y
-        k2 = params[4] if model == "RADIAL" else 0.0
-        factor = 1.0 + params[3] * r2 + k2 * r2 * r2
-        x, y = x * factor, y * factor
-    elif model not in ("PINHOLE", "SIMPLE_PINHOLE"):
-        raise ValueError(f"camera model {model} is not supported by the refinement")
-    K = cam["K"]
-    uv = np.stack([K[0, 0] * x + K[0, 2] - 0.5, K[1, 1] * y + K[1, 2] - 0.5], -1)  # COLMAP corner → OpenCV centre
-    return uv, z
-
-
-def bilinear(image: np.ndarray, xy: np.ndarray, row: int = 4096) -> np.ndarray:
-    """Bilinear samples of a one-channel image at (n, 2) OpenCV pixel positions (float32).  cv2.remap takes maps
-    of fewer than 32 767 rows, so the positions go in as rows of `row`."""
-    n = len(xy)
-    rows = max(1, -(-n // row))
-    padded = np.zeros((rows * row, 2), np.float32)
-    padded[:n] = xy
-    maps = padded.reshape(rows, row, 2)
-    return cv2.remap(image, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR).reshape(-1)[:n]
 
 
 def _neighbours(faces: np.ndarray, n: int):
@@ -130,16 +102,18 @@ def refine(vertices: np.ndarray, faces: np.ndarray, cams: dict[str, dict], image
             continue  # not the photo the cameras were computed on: no evidence from it
         seen = _visible(scene, V, N, cam["center"])
         candidates = V[seen][:, None, :] + offsets[None, :, None] * N[seen][:, None, :]
-        uv, z = project(cam, candidates)
+        uv, z = project(cam, candidates.reshape(-1, 3))
+        uv = uv.reshape(len(seen), D, 2) - 0.5  # COLMAP's pixel corner at 0 → OpenCV's pixel centre at 0
+        z = z.reshape(len(seen), D)
         h, w = gray.shape
         inside = np.all((z > 0) & (uv[..., 0] >= 0) & (uv[..., 1] >= 0) & (uv[..., 0] <= w - 1)
                         & (uv[..., 1] <= h - 1), axis=1)
-        seen, uv = seen[inside], uv[inside].astype(np.float32)
+        seen, uv = seen[inside], uv[inside]
         if len(seen) == 0:
             continue
-        valid = bilinear(gray, uv[:, D // 2]) < SATURATED
+        valid = bilinear(gray, uv[:, D // 2])[:, 0] < SATURATED
         seen, uv = seen[valid], uv[valid]
-        samples = bilinear(srgb_to_linear(gray), uv.reshape(-1, 2)).reshape(len(seen), D).astype(np.float64)
+        samples = bilinear(srgb_to_linear(gray), uv.reshape(-1, 2))[:, 0].reshape(len(seen), D).astype(np.float64)
         row = np.append(-cam["R"][2], 1.0)  # [optical axis towards the camera, 1]
         np.add.at(count, seen, 1.0)
         AtA[seen] += np.outer(row, row)
