@@ -203,6 +203,47 @@ def test_seam_blending_closes_a_step_between_patches_and_leaves_the_rest_alone()
     assert np.std(out[:, 28:31] - colour[:, 28:31]) < 4
 
 
+def _two_charts(size: int = 64):
+    """A square of two triangles cut into two charts far apart in the atlas (uvs in [0, 1], v up)."""
+    F = np.array([[0, 1, 2], [0, 2, 3]])  # the mesh: the diagonal 0–2 is shared
+    F2 = np.array([[0, 1, 2], [3, 4, 5]])  # after unwrapping: each triangle its own chart
+    s = 24 / size
+    UV = np.array([[2, 2], [2 + 24, 2], [2 + 24, 2 + 24],  # chart 1: lower-right half of a square at the left
+                   [36, 2], [36 + 24, 2 + 24], [36, 2 + 24]]) / size  # chart 2 at the right, mirrored
+    UV[:, 1] = 1.0 - UV[:, 1] - s / 2  # any placement will do; keep them inside the atlas
+    face_of = texture.rasterize_uv(F2, UV, size)
+    return F, F2, UV, face_of
+
+
+def test_seams_on_chart_borders_fade_too_and_nothing_leaks_into_other_charts():
+    """A seam between two photos that falls on a chart border (the two sides lie apart in the atlas) is closed
+    through the 3D edge they share; without that pairing it would stay, and a third chart is left alone."""
+    size = 64
+    F, F2, UV, face_of = _two_charts(size)
+    rng = np.random.default_rng(7)
+    colour = (100 + rng.normal(0, 2, (size, size, 3))).astype(np.float32)
+    labels = np.full((size, size), -1, np.int16)
+    labels[face_of == 0] = 0
+    labels[face_of == 1] = 1
+    colour[face_of == 1] += 40  # the second chart's photo is brighter
+    labels[40:60, 2:20] = 1  # an unrelated chart of photo 1, near nothing
+    across = texture_seams.chart_border_points(F, F2, UV, size)
+    assert len(across[0]) >= 24  # one pair per texel along the 34-texel diagonal, about
+    (x1, y1), (x2, y2) = across[0].T, across[1].T
+    assert set(face_of[y1, x1]) | set(face_of[y2, x2]) <= {0, 1} and (face_of[y1, x1] != face_of[y2, x2]).all()
+    before = np.abs(colour[y1, x1] - colour[y2, x2]).mean()
+    untouched = texture_seams.blend_seams(colour, labels)  # atlas neighbours only: the charts never touch
+    assert np.abs(untouched[y1, x1] - untouched[y2, x2]).mean() > 0.9 * before
+    out = texture_seams.blend_seams(colour, labels, across=across)
+    after = np.abs(out[y1, x1] - out[y2, x2]).mean()
+    assert before > 35 and after < 0.3 * before
+    assert np.array_equal(out[40:60, 2:20], colour[40:60, 2:20])  # the other chart of photo 1
+    assert np.array_equal(out[labels < 0], colour[labels < 0])
+    # the same photo on both sides of the border: nothing to close
+    same = np.where(labels >= 0, 0, -1).astype(np.int16)
+    assert np.array_equal(texture_seams.blend_seams(colour, same, across=across), colour)
+
+
 def test_a_mesh_unwrapped_in_parts_keeps_its_faces_and_charts_do_not_overlap(monkeypatch):
     """Above UNWRAP_PART_FACES the mesh goes to xatlas in compact parts, packed into one atlas: face i stays face i,
     every face keeps its own vertices and its area, and no two charts share a texel."""

@@ -157,19 +157,12 @@ def twin_pose_warnings(twins: int, placed: int) -> list[str]:
 
 
 def object_points(points: np.ndarray, orientation) -> int | None:
-    """How many sparse points lie on the object itself: the turntable plate(s) and floating pieces left out.
-    None when no plate was found (a handheld set: object and background cannot be told apart here)."""
+    """How many sparse points lie on the object itself (region.standing_object: the plate(s) and floating pieces
+    left out).  None when no plate was found (a handheld set: object and background cannot be told apart here)."""
     from . import region
 
-    if orientation is None or len(points) < 20:
-        return None
-    keep, plates = region.remove_plate(points, orientation, region.point_spacing(points))
-    if not plates:
-        return None
-    obj = points[keep]
-    if len(obj) < 10:
-        return len(obj)
-    return int(np.sum(~region.floating_points(obj, region.point_spacing(obj))))
+    standing = region.standing_object(points, orientation)
+    return None if standing is None else len(standing[0])
 
 
 def texture_warnings(on_object: int | None, placed: int) -> list[str]:
@@ -188,8 +181,8 @@ def input_warnings(rejected: list[dict]) -> list[str]:
         return []
     shown = "; ".join(f"{r['name']} {r['reason']}" for r in rejected[:3])
     more = f" (and {len(rejected) - 3} more, listed in report.json)" if len(rejected) > 3 else ""
-    return [f"{len(rejected)} file{'s' if len(rejected) != 1 else ''} of the input {'were' if len(rejected) != 1 else 'was'} "
-            f"not used: {shown}{more}."]
+    files, were = ("files", "were") if len(rejected) != 1 else ("file", "was")
+    return [f"{len(rejected)} {files} of the input {were} not used: {shown}{more}."]
 
 
 def collect(*, ingest, masks, sparse, orientation) -> list[str]:

@@ -29,6 +29,7 @@ FOOT_MIN_POINTS = 4  # ... at least this many in a cell (the plate's scattered n
 PLATE_NOISE_BAND_SPACINGS = 5.0  # the plate's noise is measured on points at most this far below the plane
 HULL_MARGIN = 0.08  # the object's hull grows by this fraction of its size on every side
 HULL_FOOT_SHARE = 0.1  # the hull reaches straight down to the plate from this lowest share of the object's points
+MIN_OBJECT_POINTS = 20  # fewer sparse points than this: the object cannot be told from its plate
 MIN_HULL_POINTS = 50  # fewer object points than this: no hull (the whole view is used)
 ISOLATION_NEIGHBOURS = 10  # a sparse point is judged by its mean distance to this many neighbours ...
 ISOLATION_STD = 2.0  # ... and dropped from the hull when that is this many standard deviations above the mean
@@ -186,16 +187,12 @@ def point_spacing(points: np.ndarray, sample: int = 20000) -> float:
     return float(np.median(dist[:, 1]))
 
 
-def object_hull(points: np.ndarray, orientation: Orientation | None) -> np.ndarray | None:
-    """Corners of a convex hull around the object's sparse points — the turntable plate(s) and floating pieces
-    left out — grown by HULL_MARGIN of the object's size.
-
-    None when no plate was found in the points (a handheld set: nothing to leave out) or too few points are left;
-    the caller then uses whole views, as before."""
-    from scipy.spatial import ConvexHull
-    from scipy.spatial import QhullError
-
-    if orientation is None or len(points) < MIN_HULL_POINTS:
+def standing_object(points: np.ndarray, orientation: Orientation | None) -> tuple[np.ndarray, list[Plate]] | None:
+    """The sparse points on the object itself — each session's turntable plate and floating pieces left out — and
+    the plates it stands on.  None when no plate was found (a handheld set: object and background cannot be told
+    apart here).  Why one function: the dense stage's hull and the plain-object check must agree on what the
+    object is."""
+    if orientation is None or len(points) < MIN_OBJECT_POINTS:
         return None
     spacing = point_spacing(points)
     cuts = [(up, plate, plate.above(points)) for up in orientation.turntable_ups()
@@ -206,15 +203,31 @@ def object_hull(points: np.ndarray, orientation: Orientation | None) -> np.ndarr
     if not plates:
         return None
     obj = points[np.logical_and.reduce([keep for _, keep in plates])]
+    if len(obj) >= MIN_OBJECT_POINTS:
+        # connectivity at the object's own point spacing: the plate's dense texture sets a much finer one, at which
+        # an object with few features (sparse dots on a plain surface) falls apart into "floaters"
+        obj = obj[~floating_points(obj, point_spacing(obj))]
+    return obj, [plate for plate, _ in plates]
+
+
+def object_hull(points: np.ndarray, orientation: Orientation | None) -> np.ndarray | None:
+    """Corners of a convex hull around the object's sparse points (`standing_object`), grown by HULL_MARGIN of the
+    object's size.
+
+    None when no plate was found in the points (a handheld set: nothing to leave out) or too few points are left;
+    the caller then uses whole views, as before."""
+    from scipy.spatial import ConvexHull
+    from scipy.spatial import QhullError
+
+    if len(points) < MIN_HULL_POINTS or (standing := standing_object(points, orientation)) is None:
+        return None
+    obj, plates = standing
     if len(obj) < MIN_HULL_POINTS:
         return None
-    # connectivity at the object's own point spacing: the plate's dense texture sets a much finer one, at which
-    # an object with few features (sparse dots on a plain surface) falls apart into "floaters"
-    obj = obj[~floating_points(obj, point_spacing(obj))]
     obj = obj[~isolated_points(obj)]  # a convex hull is as large as its farthest stray point
     if len(obj) < MIN_HULL_POINTS:
         return None
-    obj = np.concatenate([obj] + [_dropped_to(plate, obj) for plate, _ in plates])
+    obj = np.concatenate([obj] + [_dropped_to(plate, obj) for plate in plates])
     try:
         corners = obj[ConvexHull(obj).vertices]
     except QhullError:  # flat or degenerate: no volume to restrict to

@@ -33,7 +33,7 @@ from .sparse import SparseResult, camera_arrays
 
 log = logging.getLogger(__name__)
 
-METHOD = "mrf-levelled-blended-fullres-parts-3"  # part of the resume key: a different method never reuses a saved atlas
+METHOD = "mrf-levelled-blended-borders-fullres-parts-4"  # part of the resume key: a different method never reuses a saved atlas
 MIN_ATLAS = 512
 ATLAS_STEP = 256  # atlas sides are multiples of this
 OVERSAMPLE = 1.15  # texels per photo pixel (linear): a little more than 1 survives bilinear resampling
@@ -356,7 +356,8 @@ def run(mesh: MeshResult, sparse: SparseResult, ingest: IngestResult, ctx: Stage
     blended = np.zeros((size, size, 3), np.float32)
     blended[ys[known_texels], xs[known_texels]] = colour[known_texels]
     del colour
-    blended = texture_seams.blend_seams(blended, label_image)
+    blended = texture_seams.blend_seams(blended, label_image,
+                                        across=texture_seams.chart_border_points(F, F2, UV, size))
     del label_image
     known = np.zeros((size, size), bool)
     known[ys[known_texels], xs[known_texels]] = True
