@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 SUPPORT_SPACINGS = 8.0  # a vertex must lie within this many point spacings of a dense point
 SUPPORTED_SPACINGS = 2.0  # area this close to the dense cloud counts as "supported by data" in the report
 MIN_COMPONENT_RATIO = 0.05  # components smaller than this fraction of the largest are floaters
-MESH_VERSION = "plate-cut-surface-underside-refined-6"  # changes here redo the mesh on a resumed job
+MESH_VERSION = "plate-cut-surface-underside-refined-robust-7"  # changes here redo the mesh on a resumed job
 
 
 @dataclass
