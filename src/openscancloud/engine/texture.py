@@ -33,7 +33,7 @@ from .sparse import SparseResult, camera_arrays
 
 log = logging.getLogger(__name__)
 
-METHOD = "mrf-levelled-blended-borders-fullres-parts-4"  # part of the resume key: a different method never reuses a saved atlas
+METHOD = "mrf-levelled-blended-borders-fullres-parts-4"  # in the resume key: a new method never reuses an atlas
 MIN_ATLAS = 512
 ATLAS_STEP = 256  # atlas sides are multiples of this
 OVERSAMPLE = 1.15  # texels per photo pixel (linear): a little more than 1 survives bilinear resampling
