@@ -116,10 +116,9 @@ def refine(vertices: np.ndarray, faces: np.ndarray, cams: dict[str, dict], image
     for k, name in enumerate(seen_by):
         cancelled()
         cam, seen, row = cams[name], seen_by[name], rows[name]
-        gray = _read_grey(image_path(name), cam)
-        if len(seen) == 0 or gray is None:
+        if len(seen) == 0 or (gray := _read_grey(image_path(name), cam)) is None:
             continue
-        seen, uv = _sweep_pixels(cam, V, N, offsets, seen, gray)
+        uv, _ = _sweep_uv(cam, V, N, offsets, seen)  # pass 1 kept only vertices whose sweep fits in the photo
         samples = bilinear(srgb_to_linear(gray), uv.reshape(-1, 2))[:, 0].reshape(len(seen), D).astype(np.float64)
         np.add.at(count, seen, 1.0)
         AtA[seen] += np.outer(row, row)
@@ -135,15 +134,23 @@ def _read_grey(path: Path, cam: dict) -> np.ndarray | None:
     return gray if gray is not None and gray.shape == (cam["height"], cam["width"]) else None
 
 
-def _sweep_pixels(cam: dict, V: np.ndarray, N: np.ndarray, offsets: np.ndarray, seen: np.ndarray,
-                  gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The vertices of `seen` whose whole sweep lies inside the photo and that are not burnt out there, and their
-    (len, D, 2) pixel positions (OpenCV's convention: pixel centre at 0)."""
+def _sweep_uv(cam: dict, V: np.ndarray, N: np.ndarray, offsets: np.ndarray, seen: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(len, D, 2) pixel positions (OpenCV's convention: pixel centre at 0) and (len, D) depths of the candidate
+    positions of the vertices `seen`."""
     D = len(offsets)
     candidates = V[seen][:, None, :] + offsets[None, :, None] * N[seen][:, None, :]
     uv, z = project(cam, candidates.reshape(-1, 3))
     uv = uv.reshape(len(seen), D, 2) - 0.5  # COLMAP's pixel corner at 0 → OpenCV's pixel centre at 0
-    z = z.reshape(len(seen), D)
+    return uv, z.reshape(len(seen), D)
+
+
+def _sweep_pixels(cam: dict, V: np.ndarray, N: np.ndarray, offsets: np.ndarray, seen: np.ndarray,
+                  gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The vertices of `seen` whose whole sweep lies inside the photo and that are not burnt out there, and their
+    pixel positions (`_sweep_uv`)."""
+    D = len(offsets)
+    uv, z = _sweep_uv(cam, V, N, offsets, seen)
     h, w = gray.shape
     inside = np.all((z > 0) & (uv[..., 0] >= 0) & (uv[..., 1] >= 0) & (uv[..., 0] <= w - 1)
                     & (uv[..., 1] <= h - 1), axis=1)

@@ -28,7 +28,7 @@ def chart_border_points(F: np.ndarray, F2: np.ndarray, UV: np.ndarray, size: int
     A chart border is a mesh edge (shared by two faces of `F`, the unsplit mesh) whose two faces have different uvs
     there (`F2`/`UV`: the same faces after unwrapping, UV in [0, 1] with v up)."""
     e = np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]])
-    corner = np.concatenate([np.tile([0, 1], (len(F), 1)), np.tile([1, 2], (len(F), 1)), np.tile([2, 0], (len(F), 1))])
+    corner = np.repeat([[0, 1], [1, 2], [2, 0]], len(F), axis=0)  # each edge's two corners in its face
     face = np.tile(np.arange(len(F)), 3)
     swap = e[:, 0] > e[:, 1]  # both sides list the edge's vertices in the same order
     e = np.where(swap[:, None], e[:, ::-1], e)
