@@ -122,3 +122,24 @@ def relative(ref: Camera, src: Camera) -> tuple[np.ndarray, np.ndarray]:
     """Source-from-reference pose: x_src = R·x_ref + t."""
     R = src.R @ ref.R.T
     return R, src.t - R @ ref.t
+
+
+def ring_cameras(count: int, distance: float, width: int, height: int, focal: float,
+                 elevations_deg: tuple[float, ...], name: str = "v{:02d}.png") -> dict[str, dict]:
+    """Cameras around the origin looking at it, in the form of sparse.camera_arrays (PINHOLE): camera i at azimuth
+    2π·i/count and the elevation elevations_deg[i % len], its image up towards +z."""
+    cams = {}
+    K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1.0]])  # COLMAP's: pixel corner at 0
+    for i in range(count):
+        elevation = np.radians(elevations_deg[i % len(elevations_deg)])
+        azimuth = 2 * np.pi * i / count
+        centre = distance * np.array([np.cos(azimuth) * np.cos(elevation), np.sin(azimuth) * np.cos(elevation),
+                                      np.sin(elevation)])
+        forward = -centre / np.linalg.norm(centre)
+        right = np.cross(forward, [0, 0, 1.0])
+        right /= np.linalg.norm(right)
+        R = np.stack([right, np.cross(forward, right), forward])
+        cams[name.format(i)] = {"K": K, "R": R, "t": -R @ centre, "center": centre, "width": width,
+                                "height": height, "params": np.array([focal, width / 2, height / 2]),
+                                "model": "PINHOLE"}
+    return cams

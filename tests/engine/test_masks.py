@@ -98,6 +98,10 @@ def test_user_masks(photo_set, tmp_path, make_ctx):
     assert first[250, 300] == 255 and first[10, 10] == 0
     other = cv2.imread(str(result.mask_path("kermit001.jpg")), cv2.IMREAD_GRAYSCALE)
     assert (other == 255).all()  # photos without a mask are used whole
+    # keypoints (handheld: no static rig) are looked for in the mask grown by MARGIN of the long side
+    grown = cv2.imread(str(result.keypoint_masks_dir / "kermit000.jpg.png"), cv2.IMREAD_GRAYSCALE)
+    reach = int(masks.MARGIN * 640) // 2
+    assert grown[100 - reach + 2, 300] == 255 and grown[100 - reach - 3, 300] == 0 and grown[10, 10] == 0
     with pytest.raises(UserInputError, match="does not exist"):
         masks.run(ing, make_ctx("masks", tmp_path / "x"), user_masks=tmp_path / "nope")
 
@@ -179,3 +183,23 @@ def test_structure_from_motion_overrules_masks_that_cut_the_object(synthetic_set
     verdict = masks.verify(cut, sp, make_ctx("masks", tmp_path / "again"))
     assert verdict.mode == "none" and verdict.masks_dir is None
     assert len(verdict.unmasked) > 6 and "cut the object" in verdict.warnings[0]
+
+
+def test_exact_user_masks_of_a_plain_object_still_place_every_photo(synthetic_set, tmp_path, make_ctx):
+    """A careful user masks the object alone. A plain object has no keypoints of its own: the photos are tied
+    together by the turntable plate that turns with it, so keypoints are found in the user's masks together with
+    what the static rig's own masks keep, while the surface stages get the user's masks as they are."""
+    from openscancloud.engine import sparse
+
+    root = synthetic_set("small_plain_static")
+    ing = ingest.run(root / "images", make_ctx("ingest", tmp_path))
+    result = masks.run(ing, make_ctx("masks", tmp_path), user_masks=root / "ground_truth" / "masks")
+    assert result.mode == "user" and result.matching_dir is not None
+    name = ing.views[0].name
+    exact = cv2.imread(str(result.mask_path(name)), cv2.IMREAD_GRAYSCALE) > 127
+    truth = cv2.imread(str(root / "ground_truth" / "masks" / f"{name[:-4]}.png"), cv2.IMREAD_GRAYSCALE) > 127
+    assert (exact == truth).mean() > 0.999  # the surface stages get the user's mask
+    for_keypoints = cv2.imread(str(result.keypoint_masks_dir / f"{name}.png"), cv2.IMREAD_GRAYSCALE) > 127
+    assert for_keypoints[exact].all() and for_keypoints.sum() > 1.5 * exact.sum()  # plus the plate around it
+    sp = sparse.run(ing, result, make_ctx("sparse", tmp_path))
+    assert len(sp.registered) == len(ing.views)

@@ -5,6 +5,7 @@ the true radius."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import cv2
@@ -14,29 +15,17 @@ import pytest
 
 from openscancloud.engine import refine
 
+sys.path.insert(0, str(Path(__file__).parent))
+from stereo_scenes import ring_cameras  # noqa: E402
+
 RADIUS = 0.05
 SIZE = (320, 240)
 FOCAL = 420.0
 
 
 def _cameras(count: int = 24) -> dict[str, dict]:
-    """Two rings of cameras 0.3 m from the centre, looking at it (COLMAP intrinsics: pixel corner at 0)."""
-    cams = {}
-    w, h = SIZE
-    K = np.array([[FOCAL, 0, w / 2], [0, FOCAL, h / 2], [0, 0, 1.0]])
-    for i in range(count):
-        elevation = np.radians(15 if i % 2 else 45)
-        azimuth = 2 * np.pi * i / count
-        centre = 0.3 * np.array([np.cos(azimuth) * np.cos(elevation), np.sin(azimuth) * np.cos(elevation),
-                                 np.sin(elevation)])
-        forward = -centre / np.linalg.norm(centre)
-        right = np.cross(forward, [0, 0, 1.0])
-        right /= np.linalg.norm(right)
-        down = np.cross(forward, right)
-        R = np.stack([right, down, forward])
-        cams[f"v{i:02d}.png"] = {"K": K, "R": R, "t": -R @ centre, "center": centre, "width": w, "height": h,
-                                 "params": np.array([FOCAL, w / 2, h / 2]), "model": "PINHOLE"}
-    return cams
+    """Two rings of cameras 0.3 m from the centre, looking at it."""
+    return ring_cameras(count, 0.3, *SIZE, FOCAL, (45, 15))
 
 
 def _texture(points: np.ndarray) -> np.ndarray:

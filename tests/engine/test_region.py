@@ -177,3 +177,33 @@ def test_a_flipped_sessions_view_of_the_underside_is_kept_and_its_bleeding_is_no
     # without normals (sparse points) the plane's points all go, as before
     keep_plain, _ = remove_plate(points, _orientation(), spacing)
     assert keep_plain[labels == "bottom"].mean() < 0.05
+
+
+def test_without_the_plate_in_the_cloud_the_sparse_plate_is_cut_not_the_pedestal():
+    """The user's exact masks keep the plate out of the depth maps; the largest level plane low in the cloud is then
+    a pedestal's top. The plate the sparse points hold is cut instead, and the pedestal's walls stay."""
+    from openscancloud.engine.region import Plate
+
+    rng = np.random.default_rng(5)
+    spacing = 0.0005
+    b = rng.random(40_000) * 2 * np.pi
+    r = 0.03 * np.sqrt(rng.random(40_000))
+    top = np.stack([r * np.cos(b), r * np.sin(b), np.full(len(r), 0.02)], 1)  # the pedestal's top, 2 cm up
+    h, a = 0.02 * rng.random(12_000), rng.random(12_000) * 2 * np.pi
+    walls = np.stack([0.03 * np.cos(a), 0.03 * np.sin(a), h], 1)
+    d = rng.normal(size=(20_000, 3))
+    bust = 0.025 * d / np.linalg.norm(d, axis=1, keepdims=True) + [0, 0, 0.06]
+    points = np.concatenate([top, walls, bust])
+    keep_alone, plates = remove_plate(points, _orientation(), spacing)
+    assert plates and keep_alone[len(top):len(top) + len(walls)].mean() < 0.1  # the walls went with the "plate"
+    sparse_plate = Plate(UP.copy(), 0.0, 0.001)
+    keep, plates = remove_plate(points, _orientation(), spacing, sparse_plates=[sparse_plate])
+    assert len(plates) == 1 and abs(plates[0].offset) < 1e-9
+    assert keep[:len(top)].all() and keep[len(top):len(top) + len(walls)].mean() > 0.95 and keep[-len(bust):].all()
+    # when the cloud holds the plate itself, the cloud's own plate is cut as before
+    r, a = 0.08 * np.sqrt(rng.random(120_000)), rng.random(120_000) * 2 * np.pi
+    plate = np.stack([r * np.cos(a), r * np.sin(a), rng.normal(0, 2e-4, len(r))], 1)
+    with_plate = np.concatenate([plate, points])
+    _, own = remove_plate(with_plate, _orientation(), spacing)
+    _, checked = remove_plate(with_plate, _orientation(), spacing, sparse_plates=[sparse_plate])
+    assert len(own) == len(checked) == 1 and checked[0].offset == own[0].offset and checked[0].margin == own[0].margin

@@ -47,9 +47,15 @@ class MaskResult(StageResult):
     coverage: dict[str, float] = field(default_factory=dict)  # fraction of each photo kept
     unmasked: list[str] = field(default_factory=list)  # photos whose mask cut object points: used whole
     warnings: list[str] = field(default_factory=list)
+    matching_dir: Path | None = None  # masks for finding keypoints when they differ from `masks_dir` (user masks)
 
     def mask_path(self, image_name: str) -> Path | None:
         return self.masks_dir / f"{image_name}.png" if self.masks_dir else None
+
+    @property
+    def keypoint_masks_dir(self) -> Path | None:
+        """The masks that the sparse stage finds keypoints in."""
+        return self.matching_dir or self.masks_dir
 
 
 def _read(path: Path) -> np.ndarray:
@@ -94,10 +100,21 @@ def clean_mask(mask: np.ndarray) -> np.ndarray:
 
 
 def _user_masks(ingest: IngestResult, user_dir: Path, out_dir: Path, ctx: StageContext) -> MaskResult:
+    """The user's masks as they are for the surface; for finding keypoints, together with what turns with the
+    object on a static rig (the automatic masks), else grown by MARGIN.
+
+    Why: a careful mask holds the object alone, but on a turntable the photos are tied together by what turns
+    with it — the plate under it. A plain object (an unpainted print, plaster) has no keypoints of its own: with
+    its exact masks its cameras could not be found at all (48 of 48 photos unplaced on a plain grey blob, also
+    with the masks grown by MARGIN). On a handheld set the margin lets in the scene around the object, which
+    moves with the camera as the object does. A static backdrop let in gives keypoints that stand still, which
+    the sparse stage removes (sparse.remove_static_keypoints)."""
     if not user_dir.is_dir():
         raise UserInputError(f"The masks folder {user_dir} does not exist.")
     coverage: dict[str, float] = {}
     found = 0
+    matching_dir = out_dir.parent / "matching"
+    matching_dir.mkdir(parents=True, exist_ok=True)
     for i, view in enumerate(ingest.views):
         stem = Path(view.source).stem
         candidates = [user_dir / f"{Path(view.source).name}.png", user_dir / f"{stem}.png",
@@ -113,11 +130,34 @@ def _user_masks(ingest: IngestResult, user_dir: Path, out_dir: Path, ctx: StageC
             mask = np.where(mask > 127, 255, 0).astype(np.uint8)
             found += 1
         cv2.imwrite(str(out_dir / f"{view.name}.png"), mask)
+        cv2.imwrite(str(matching_dir / f"{view.name}.png"), grow(mask))
         coverage[view.name] = float((mask > 0).mean())
         ctx.report((i + 1) / len(ingest.views), "reading your masks")
     if found == 0:
-        raise UserInputError(f"No mask in {user_dir} matches a photo name (expected e.g. {Path(ingest.views[0].source).stem}.png).")
-    return MaskResult("user", out_dir, 0.0, coverage)
+        raise UserInputError(f"No mask in {user_dir} matches a photo name "
+                             f"(expected e.g. {Path(ingest.views[0].source).stem}.png).")
+    return MaskResult("user", out_dir, 0.0, coverage, matching_dir=matching_dir)
+
+
+def _add_turning_parts(result: MaskResult, ingest: IngestResult, ctx: StageContext) -> None:
+    """On a static rig, the keypoint masks become the user's masks together with the automatic ones (see
+    `_user_masks`)."""
+    static_dir = ctx.work_dir / "static"
+    static_dir.mkdir(parents=True, exist_ok=True)
+    static = _static_masks(ingest, static_dir, ctx)
+    if static.mode != "static-background" or result.matching_dir is None:
+        return
+    for view in ingest.views:
+        user = cv2.imread(str(result.masks_dir / f"{view.name}.png"), cv2.IMREAD_GRAYSCALE)
+        turning = cv2.imread(str(static.mask_path(view.name)), cv2.IMREAD_GRAYSCALE)
+        if user is not None and turning is not None and user.shape == turning.shape:
+            cv2.imwrite(str(result.matching_dir / f"{view.name}.png"), np.maximum(user, turning))
+
+
+def grow(mask: np.ndarray) -> np.ndarray:
+    """The mask dilated by MARGIN of its long side (a disc)."""
+    k = int(MARGIN * max(mask.shape[:2])) | 1
+    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
 
 
 def run(ingest: IngestResult, ctx: StageContext, user_masks: Path | None = None,
@@ -131,13 +171,14 @@ def run(ingest: IngestResult, ctx: StageContext, user_masks: Path | None = None,
                              "NAME.jpg in the upload, or pass a folder of NAME.png masks.")
     detect_static = mode == "auto"
     key = {"ingest": ingest.to_dict(), "user": str(user_masks) if user_masks else None,
-           "detect": detect_static, "mode": mode}
+           "detect": detect_static, "mode": mode, "keypoint_margin": MARGIN}
     if (saved := load_done(ctx.work_dir, key)) is not None:
         return MaskResult.from_dict(saved)
     out_dir = ctx.work_dir / "masks"
     out_dir.mkdir(parents=True, exist_ok=True)
     if user_masks is not None and mode != "off":
         result = _user_masks(ingest, Path(user_masks), out_dir, ctx)
+        _add_turning_parts(result, ingest, ctx)
     else:
         result = _static_masks(ingest, out_dir, ctx) if detect_static else MaskResult("none", None)
     save_done(ctx.work_dir, key, result.to_dict())

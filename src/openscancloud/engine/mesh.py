@@ -23,9 +23,11 @@ import numpy as np
 from .context import StageContext, StageResult, load_done, save_done
 from .dense import DenseResult
 from .errors import EngineError
+from .masks import MaskResult
+from . import silhouettes
 from . import refine as refine_surface
 from .orient import Orientation
-from .region import floating_points, remove_plate
+from .region import floating_points, remove_plate, standing_object
 from .region import underside as region_underside
 from .sparse import SparseResult, camera_arrays
 
@@ -34,7 +36,8 @@ log = logging.getLogger(__name__)
 SUPPORT_SPACINGS = 8.0  # a vertex must lie within this many point spacings of a dense point
 SUPPORTED_SPACINGS = 2.0  # area this close to the dense cloud counts as "supported by data" in the report
 MIN_COMPONENT_RATIO = 0.05  # components smaller than this fraction of the largest are floaters
-MESH_VERSION = "plate-cut-surface-underside-refined-robust-7"  # changes here redo the mesh on a resumed job
+# changes here redo the mesh on a resumed job
+MESH_VERSION = "plate-cut-surface-underside-refined-robust-sparse-plate-8"
 
 
 @dataclass
@@ -46,6 +49,7 @@ class MeshResult(StageResult):
     point_spacing: float
     supported_fraction: float = 1.0  # share of the surface area within SUPPORTED_SPACINGS of the dense cloud
     refinement: dict | None = None  # what the refinement against the photos did (None: no photos given)
+    kept_inside_masks: int | None = None  # vertices moved back inside the user's masks (None: no user masks)
 
 
 def supported_fraction(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, spacing: float,
@@ -63,9 +67,10 @@ def supported_fraction(vertices: np.ndarray, faces: np.ndarray, points: np.ndarr
 
 
 def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse: SparseResult | None = None,
-        images_dir: Path | None = None) -> MeshResult:
+        images_dir: Path | None = None, masks: MaskResult | None = None) -> MeshResult:
     """The surface of the dense cloud; with the cameras (`sparse`) and the photos they were computed on
-    (`images_dir`, by image name) it is refined against the photos at the end."""
+    (`images_dir`, by image name) it is refined against the photos at the end, and with the user's masks
+    (`masks`) kept inside their silhouettes (silhouettes.py)."""
     import open3d as o3d
     import pymeshlab
     from scipy.spatial import cKDTree
@@ -73,7 +78,8 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse:
     preset = ctx.preset
     key = {"dense": dense.to_dict(), "depth": preset.poisson_depth, "faces": preset.target_faces,
            "orientation": orientation.to_dict(), "version": MESH_VERSION,
-           "refined": sparse is not None and images_dir is not None}
+           "refined": sparse is not None and images_dir is not None,
+           "silhouettes": _user_masks(masks) is not None and sparse is not None}
     if (saved := load_done(ctx.work_dir, key)) is not None:
         return MeshResult.from_dict(saved)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +91,10 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse:
     dist, _ = tree.query(points[:: max(1, len(points) // 20000)], k=2)
     spacing = float(np.median(dist[:, 1]))
     normals = np.asarray(pcd.normals) if pcd.has_normals() else None
-    keep, plates = remove_plate(points, orientation, spacing, normals)
+    sparse_plates = None
+    if sparse is not None and (standing := standing_object(sparse_points(sparse.load()), orientation)) is not None:
+        sparse_plates = standing[1]
+    keep, plates = remove_plate(points, orientation, spacing, normals, sparse_plates)
     keep[keep] = ~floating_points(points[keep], spacing)
     pcd = pcd.select_by_index(np.nonzero(keep)[0])
     points = np.asarray(pcd.points)
@@ -148,13 +157,36 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse:
                                                 lambda f: ctx.report(0.8 + 0.18 * f, "refining the surface against "
                                                                      "the photos"), ctx.check_cancelled)
         refinement = stats.to_dict()
+    kept_inside = None
+    if key["silhouettes"]:
+        ctx.report(0.98, "keeping the surface inside your masks")
+        vertices, kept_inside = silhouettes.keep_inside(vertices, _vertex_normals(vertices, faces),
+                                                        camera_arrays(sparse.load()), masks.mask_path,
+                                                        ctx.check_cancelled)
     out = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(faces))
     out.compute_vertex_normals()
     path = ctx.work_dir / "mesh.ply"
     o3d.io.write_triangle_mesh(str(path), out)
     supported = supported_fraction(vertices, faces, points, spacing, max(1, ctx.num_threads))
     result = MeshResult(path, len(out.vertices), len(out.triangles), bool(plates), spacing, round(supported, 4),
-                        refinement)
+                        refinement, kept_inside)
     save_done(ctx.work_dir, key, result.to_dict())
     ctx.report(1.0, f"{len(out.triangles)} triangles")
     return result
+
+
+def _user_masks(masks: MaskResult | None) -> MaskResult | None:
+    """The masks when they are the user's (exact silhouettes by intent), else None."""
+    return masks if masks is not None and masks.mode == "user" and masks.masks_dir is not None else None
+
+
+def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    import open3d as o3d
+
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(faces))
+    mesh.compute_vertex_normals()
+    return np.asarray(mesh.vertex_normals)
+
+
+def sparse_points(rec) -> np.ndarray:
+    return np.array([p.xyz for p in rec.points3D.values()], dtype=np.float64).reshape(-1, 3)

@@ -191,7 +191,7 @@ def reconstruct(input_path: str | Path, out_dir: str | Path, options: Reconstruc
     orientation = _orientation(sparse, work_dir)
     warnings = checks.collect(ingest=ingest, masks=masks, sparse=sparse, orientation=orientation)
     dense = stage("dense", dense_stage.run, ingest, masks, sparse, ctx("dense"), orientation)
-    mesh = stage("mesh", mesh_stage.run, dense, orientation, ctx("mesh"), sparse, ingest.images_dir)
+    mesh = stage("mesh", mesh_stage.run, dense, orientation, ctx("mesh"), sparse, ingest.images_dir, masks)
     texture = stage("texture", texture_stage.run, mesh, sparse, ingest, ctx("texture"))
     exported = stage("export", export_stage.run, texture, dense, sparse, orientation, out_dir, ctx("export"),
                      options.formats or EXPORT_FORMATS)

@@ -23,6 +23,7 @@ PLATE_NOISE_PERCENTILE = 99.0  # ... or as far above it as this share of the pla
 PLATE_RANSAC_ITERATIONS = 1000  # a plate seen by one of two sessions holds only ~6 % of the points
 PLATE_RANSAC_SEED = 7
 PLATE_MIN_SHARE = 0.05  # a plane with fewer of the cloud's points is not a plate
+PLATE_ABOVE_SPARSE = 0.03  # a dense "plate" this far (share of the cloud's height) above the sparse one is the object's
 UNDERSIDE_COSINE = 0.5  # a point on a plate's plane whose normal is this close to straight down is the underside
 FOOT_BAND_SPACINGS = 4.0  # the object's walls where they meet the plate: points this high above the cut ...
 FOOT_MIN_POINTS = 4  # ... at least this many in a cell (the plate's scattered noise rarely fills one)
@@ -51,16 +52,21 @@ class Plate:
         return self.height(points) > self.margin
 
 
-def remove_plate(points: np.ndarray, orientation: Orientation, spacing: float, normals: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, list[Plate]]:
+def remove_plate(points: np.ndarray, orientation: Orientation, spacing: float, normals: np.ndarray | None = None,
+                 sparse_plates: list[Plate] | None = None) -> tuple[np.ndarray, list[Plate]]:
     """Mask of points to keep after cutting the turntable plate of every session (a large plane under the object,
     perpendicular to the session's axis: with a flipped second session its plate touches the object's top), and
     the plates cut (the mesh stage cuts its surface at the same planes).  With `normals`, points on a plate's
-    plane that face into it stay: they are the object's underside, which a flipped session shows."""
+    plane that face into it stay: they are the object's underside, which a flipped session shows.  With
+    `sparse_plates` (`standing_object` on the sparse points), a plate the dense cloud lacks is taken from them
+    (`_checked_plate`)."""
     keep = np.ones(len(points), bool)
     plates = []
     for up in orientation.turntable_ups():
-        if (plate := find_plate(points, up, spacing)) is not None:
+        plate = find_plate(points, up, spacing)
+        if sparse_plates:
+            plate = _checked_plate(plate, points, up, spacing, sparse_plates)
+        if plate is not None:
             on_plate = ~plate.above(points)
             if normals is not None:
                 under, bleeding = underside(plate, points, normals, spacing)
@@ -68,6 +74,29 @@ def remove_plate(points: np.ndarray, orientation: Orientation, spacing: float, n
             keep &= ~on_plate
             plates.append(plate)
     return keep, plates
+
+
+def _checked_plate(found: Plate | None, points: np.ndarray, up: np.ndarray, spacing: float,
+                   sparse_plates: list[Plate]) -> Plate | None:
+    """The dense cloud's plate, unless the sparse points put the plate clearly lower: then the sparse plate.
+
+    Why: the depth maps hold the plate only when the masks let it in.  With the user's exact masks of the object
+    alone they do not, and the largest level plane low in the cloud is then the object's own — the top of a bust's
+    pedestal — and cutting there took the pedestal away (the lowest fifth of a bust lost).  The sparse points
+    always hold the plate on a turntable (keypoints are looked for around the user's masks too) and their plate is
+    judged wider than the object (`standing_object`)."""
+    up = up / np.linalg.norm(up)
+    same_axis = [p for p in sparse_plates if p.normal @ up > 0.95]
+    if not same_axis:
+        return found
+    expected = same_axis[0]
+    heights = expected.height(points)
+    extent = float(np.subtract(*np.percentile(heights, [99, 1])))
+    if found is not None:
+        on_found = points[np.abs(found.height(points)) <= found.margin]
+        if not len(on_found) or np.median(expected.height(on_found)) <= PLATE_ABOVE_SPARSE * extent:
+            return found
+    return Plate(expected.normal, expected.offset, PLATE_MARGIN_SPACINGS * spacing)
 
 
 def underside(plate: Plate, points: np.ndarray, normals: np.ndarray, spacing: float

@@ -205,8 +205,8 @@ def extract_features(ingest: IngestResult, masks: MaskResult, ctx: StageContext,
             block = group_names[start:start + EXTRACT_BLOCK]
             reader = pycolmap.ImageReaderOptions()
             reader.camera_model = "SIMPLE_RADIAL"
-            if masks.masks_dir is not None:
-                reader.mask_path = str(masks.masks_dir)
+            if masks.keypoint_masks_dir is not None:
+                reader.mask_path = str(masks.keypoint_masks_dir)
             if camera_id > 0:
                 reader.existing_camera_id = camera_id
             elif focal:
