@@ -74,3 +74,31 @@ def test_a_surface_inside_the_masks_stays_and_one_tight_mask_cuts_nothing(tmp_pa
     V, faces, N = _sphere(0.99)
     moved, count = keep_inside(V, N, cams, masks.get)
     assert count == 0 and np.array_equal(moved, V)
+
+
+def _sphere_cloud(count: int = 40_000, seed: int = 4) -> np.ndarray:
+    d = np.random.default_rng(seed).normal(size=(count, 3))
+    return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+def test_the_hull_fills_a_hole_of_the_cloud_but_does_not_cover_a_concavity(tmp_path):
+    """A cap the depth maps missed (a plain dome) is filled by the masks' hull, close to the true surface where the
+    photos see it edge-on; a dent the depth maps did find, which the masks cannot show, is not covered over."""
+    from openscancloud.engine.silhouettes import hull_in_holes
+
+    cams = _cameras()
+    masks = _silhouettes(cams, tmp_path)
+    cloud = _sphere_cloud()
+    spacing = float(np.sqrt(4 * np.pi / len(cloud)))
+    holed = cloud[cloud[:, 0] < 0.8]  # a cap facing +x, which the rings see edge-on from ±y
+    added, normals = hull_in_holes(holed, spacing, cams, masks.get, cells=80)
+    assert len(added) > 100
+    assert np.all(added[:, 0] > 0.6)  # only over the hole
+    radius = np.linalg.norm(added, axis=1)
+    assert np.median(radius) < 1.02 and radius.min() > 0.99
+    assert np.median(np.sum(normals * added / radius[:, None], axis=1)) > 0.95  # outward
+    dented = cloud.copy()
+    cap = dented[:, 0] > 0.8
+    dented[cap, 0] -= 0.5 * (dented[cap, 0] - 0.8)  # pushed in by up to 0.1: found by the depth maps, not in masks
+    added, _ = hull_in_holes(dented, spacing, cams, masks.get, cells=80)
+    assert len(added) < 20

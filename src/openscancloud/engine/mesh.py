@@ -37,7 +37,7 @@ SUPPORT_SPACINGS = 8.0  # a vertex must lie within this many point spacings of a
 SUPPORTED_SPACINGS = 2.0  # area this close to the dense cloud counts as "supported by data" in the report
 MIN_COMPONENT_RATIO = 0.05  # components smaller than this fraction of the largest are floaters
 # changes here redo the mesh on a resumed job
-MESH_VERSION = "plate-cut-surface-underside-refined-robust-sparse-plate-8"
+MESH_VERSION = "plate-cut-surface-underside-refined-robust-sparse-plate-hull-9"
 
 
 @dataclass
@@ -50,6 +50,7 @@ class MeshResult(StageResult):
     supported_fraction: float = 1.0  # share of the surface area within SUPPORTED_SPACINGS of the dense cloud
     refinement: dict | None = None  # what the refinement against the photos did (None: no photos given)
     kept_inside_masks: int | None = None  # vertices moved back inside the user's masks (None: no user masks)
+    hull_points: int | None = None  # points of the masks' hull added over holes of the cloud (None: no user masks)
 
 
 def supported_fraction(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, spacing: float,
@@ -99,6 +100,12 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse:
     pcd = pcd.select_by_index(np.nonzero(keep)[0])
     points = np.asarray(pcd.points)
     normals = normals[keep] if normals is not None else None
+    observed = points  # what the depth maps found (the report's supported share is measured against it)
+    hull_points = 0
+    if key["silhouettes"] and normals is not None:
+        ctx.report(0.05, "filling holes with the hull of your masks")
+        pcd, hull_points = _with_hull_in_holes(pcd, points, spacing, plates, camera_arrays(sparse.load()), masks, ctx)
+        points, normals = np.asarray(pcd.points), np.asarray(pcd.normals)
     ctx.report(0.1, f"Poisson surface from {len(points)} points")
     ctx.check_cancelled()
     mesh, densities = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(
@@ -167,12 +174,31 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse:
     out.compute_vertex_normals()
     path = ctx.work_dir / "mesh.ply"
     o3d.io.write_triangle_mesh(str(path), out)
-    supported = supported_fraction(vertices, faces, points, spacing, max(1, ctx.num_threads))
+    supported = supported_fraction(vertices, faces, observed, spacing, max(1, ctx.num_threads))
     result = MeshResult(path, len(out.vertices), len(out.triangles), bool(plates), spacing, round(supported, 4),
-                        refinement, kept_inside)
+                        refinement, kept_inside, hull_points if key["silhouettes"] else None)
     save_done(ctx.work_dir, key, result.to_dict())
     ctx.report(1.0, f"{len(out.triangles)} triangles")
     return result
+
+
+def _with_hull_in_holes(pcd, points: np.ndarray, spacing: float, plates: list, cams: dict[str, dict],
+                        masks: MaskResult, ctx: StageContext):
+    """The cloud with the user's masks' hull over its holes (silhouettes.hull_in_holes), above every plate; and
+    how many points that added."""
+    import open3d as o3d
+
+    hull, hull_normals = silhouettes.hull_in_holes(points, spacing, cams, masks.mask_path, ctx.check_cancelled)
+    for plate in plates:  # the masks hold no plate, so the hull runs on below the object's foot
+        above = plate.above(hull)
+        hull, hull_normals = hull[above], hull_normals[above]
+    if not len(hull):
+        return pcd, 0
+    added = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(hull))
+    added.normals = o3d.utility.Vector3dVector(hull_normals)
+    if pcd.has_colors():
+        added.colors = o3d.utility.Vector3dVector(np.full((len(hull), 3), 0.5))
+    return pcd + added, len(hull)
 
 
 def _user_masks(masks: MaskResult | None) -> MaskResult | None:

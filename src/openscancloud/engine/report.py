@@ -155,7 +155,7 @@ def build_report(*, preset, options, ingest, masks, sparse, dense, mesh, texture
                   "fallback": dense.fallback, "object_pixels_per_depth_map": dense.pixels_per_view},
         "mesh": {"vertices": mesh.num_vertices, "faces": mesh.num_faces, "turntable_plate_removed": mesh.plate_removed,
                  "supported_fraction": mesh.supported_fraction, "refinement": mesh.refinement,
-                 "kept_inside_masks": mesh.kept_inside_masks},
+                 "kept_inside_masks": mesh.kept_inside_masks, "hull_points": mesh.hull_points},
         "texture": {"size": [texture.texture_size, texture.texture_size],
                     "textured_fraction": round(texture.textured_fraction, 4)},
         "transform": {
