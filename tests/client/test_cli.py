@@ -151,7 +151,7 @@ def test_ctrl_c_is_exit_130_and_the_upload_continues(real_server, drop_proxy, ph
                                                       client_paths):
     token = real_server.token()
     proxy = drop_proxy(real_server.port)
-    proxy.throttle = 0.05  # slow enough to be interrupted mid-upload
+    proxy.throttle = 0.2  # slow enough to be interrupted mid-upload on a busy machine (0.05 let one finish first)
     env = {**client_env, "OPENSCAN_SERVER": proxy.url, "OPENSCAN_TOKEN": token}
     cmd = [*CLIENT, "upload", str(photo_set("kermit")), "-p", "kermit-int", "--part-size", "500000", "--no-start"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

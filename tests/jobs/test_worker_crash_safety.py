@@ -33,7 +33,7 @@ def test_engine_child_dies_with_a_killed_worker():
     )
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
-    assert _state(child) in ("S", "R")
+    assert _state(child) in ("S", "R", "D")  # alive (D: still reading its program from a busy disk)
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
     deadline = time.time() + 5
