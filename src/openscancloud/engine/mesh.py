@@ -92,8 +92,10 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse:
     dist, _ = tree.query(points[:: max(1, len(points) // 20000)], k=2)
     spacing = float(np.median(dist[:, 1]))
     normals = np.asarray(pcd.normals) if pcd.has_normals() else None
+    rec = sparse.load() if sparse is not None else None  # read once: the plate check, hull, refinement and bound
+    cams = camera_arrays(rec) if rec is not None else {}
     sparse_plates = None
-    if sparse is not None and (standing := standing_object(sparse_points(sparse.load()), orientation)) is not None:
+    if rec is not None and (standing := standing_object(sparse_points(rec), orientation)) is not None:
         sparse_plates = standing[1]
     keep, plates = remove_plate(points, orientation, spacing, normals, sparse_plates)
     keep[keep] = ~floating_points(points[keep], spacing)
@@ -104,7 +106,7 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse:
     hull_points = 0
     if key["silhouettes"] and normals is not None:
         ctx.report(0.05, "filling holes with the hull of your masks")
-        pcd, hull_points = _with_hull_in_holes(pcd, points, spacing, plates, camera_arrays(sparse.load()), masks, ctx)
+        pcd, hull_points = _with_hull_in_holes(pcd, points, spacing, plates, cams, masks, ctx)
         points, normals = np.asarray(pcd.points), np.asarray(pcd.normals)
     ctx.report(0.1, f"Poisson surface from {len(points)} points")
     ctx.check_cancelled()
@@ -159,7 +161,7 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse:
     refinement = None
     if key["refined"]:
         ctx.report(0.8, "refining the surface against the photos")
-        vertices, stats = refine_surface.refine(vertices, faces, camera_arrays(sparse.load()),
+        vertices, stats = refine_surface.refine(vertices, faces, cams,
                                                 lambda name: images_dir / name,
                                                 lambda f: ctx.report(0.8 + 0.18 * f, "refining the surface against "
                                                                      "the photos"), ctx.check_cancelled)
@@ -168,7 +170,7 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse:
     if key["silhouettes"]:
         ctx.report(0.98, "keeping the surface inside your masks")
         vertices, kept_inside = silhouettes.keep_inside(vertices, _vertex_normals(vertices, faces),
-                                                        camera_arrays(sparse.load()), masks.mask_path,
+                                                        cams, masks.mask_path,
                                                         ctx.check_cancelled)
     out = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(faces))
     out.compute_vertex_normals()
