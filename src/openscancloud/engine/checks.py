@@ -49,6 +49,16 @@ def placement_warnings(used: int, unregistered: list[str]) -> list[str]:
             f"others): {shown}; the model may miss the parts only they show."]
 
 
+def off_turntable_warnings(used: int, names: list[str]) -> list[str]:
+    """Photos left out because the turntable could not have taken them where they were placed (turntable.py)."""
+    if not names:
+        return []
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return [f"{len(names)} of {used} photos were matched to a look-alike view and placed where the turntable "
+            f"could not have taken them, so they were left out: {shown}; the model may miss the parts only they "
+            f"show."]
+
+
 def sub_model_warnings(sub_models: list[dict]) -> list[str]:
     """Several disconnected sub-models: say which was kept and what the others held."""
     incremental = [m for m in sub_models if m.get("mapper") == "incremental"] or sub_models
@@ -194,14 +204,17 @@ def collect(*, ingest, masks, sparse, orientation) -> list[str]:
     out += getattr(masks, "warnings", None) or []
     left_out = (sparse.extra.get("sessions") or {}).get("left_out") or []
     in_left_out = {name for group in left_out for name in group}
-    out += placement_warnings(used, [ingest.view(n).source for n in sparse.unregistered if n not in in_left_out])
+    off_turntable = sparse.extra.get("off_turntable") or []
+    out += placement_warnings(used, [ingest.view(n).source for n in sparse.unregistered
+                                     if n not in in_left_out and n not in off_turntable])
+    out += off_turntable_warnings(used, [ingest.view(n).source for n in off_turntable])
     out += sub_model_warnings(sparse.extra.get("sub_models", []))
     out += session_warnings(left_out)
     out += camera_warnings(sparse.mean_reprojection_error, sparse.extra.get("track_length_mean"),
                            sparse.extra.get("observations_per_image"))
     rec = sparse.load()
     cams = sparse_stage.camera_arrays(rec)
-    points = np.array([p.xyz for p in rec.points3D.values()]).reshape(-1, 3)
+    points = sparse_stage.point_positions(rec)
     out += texture_warnings(object_points(points, orientation) if orientation.turntable else None, len(cams))
     if cams:
         twins = photos_with_a_twin_pose(np.array([c["center"] for c in cams.values()]),

@@ -49,6 +49,11 @@ class MaskResult(StageResult):
     warnings: list[str] = field(default_factory=list)
     matching_dir: Path | None = None  # masks for finding keypoints when they differ from `masks_dir` (user masks)
 
+    @property
+    def static_rig(self) -> bool:
+        """The backdrop stood still across the photos: the camera stood still and the object turned."""
+        return self.static_fraction >= STATIC_FRACTION
+
     def mask_path(self, image_name: str) -> Path | None:
         return self.masks_dir / f"{image_name}.png" if self.masks_dir else None
 
@@ -145,6 +150,7 @@ def _add_turning_parts(result: MaskResult, ingest: IngestResult, ctx: StageConte
     static_dir = ctx.work_dir / "static"
     static_dir.mkdir(parents=True, exist_ok=True)
     static = _static_masks(ingest, static_dir, ctx)
+    result.static_fraction = static.static_fraction
     if static.mode != "static-background" or result.matching_dir is None:
         return
     for view in ingest.views:

@@ -29,7 +29,7 @@ from . import refine as refine_surface
 from .orient import Orientation
 from .region import floating_points, remove_plate, standing_object
 from .region import underside as region_underside
-from .sparse import SparseResult, camera_arrays
+from .sparse import SparseResult, camera_arrays, point_positions
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse:
     key = {"dense": dense.to_dict(), "depth": preset.poisson_depth, "faces": preset.target_faces,
            "orientation": orientation.to_dict(), "version": MESH_VERSION,
            "refined": sparse is not None and images_dir is not None,
-           "silhouettes": _user_masks(masks) is not None and sparse is not None}
+           "silhouettes": _has_user_masks(masks) and sparse is not None}
     if (saved := load_done(ctx.work_dir, key)) is not None:
         return MeshResult.from_dict(saved)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
@@ -95,7 +95,7 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse:
     rec = sparse.load() if sparse is not None else None  # read once: the plate check, hull, refinement and bound
     cams = camera_arrays(rec) if rec is not None else {}
     sparse_plates = None
-    if rec is not None and (standing := standing_object(sparse_points(rec), orientation)) is not None:
+    if rec is not None and (standing := standing_object(point_positions(rec), orientation)) is not None:
         sparse_plates = standing[1]
     keep, plates = remove_plate(points, orientation, spacing, normals, sparse_plates)
     keep[keep] = ~floating_points(points[keep], spacing)
@@ -203,9 +203,9 @@ def _with_hull_in_holes(pcd, points: np.ndarray, spacing: float, plates: list, c
     return pcd + added, len(hull)
 
 
-def _user_masks(masks: MaskResult | None) -> MaskResult | None:
-    """The masks when they are the user's (exact silhouettes by intent), else None."""
-    return masks if masks is not None and masks.mode == "user" and masks.masks_dir is not None else None
+def _has_user_masks(masks: MaskResult | None) -> bool:
+    """The masks are the user's (exact silhouettes by intent), not the generous automatic ones."""
+    return masks is not None and masks.mode == "user" and masks.masks_dir is not None
 
 
 def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -216,5 +216,3 @@ def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return np.asarray(mesh.vertex_normals)
 
 
-def sparse_points(rec) -> np.ndarray:
-    return np.array([p.xyz for p in rec.points3D.values()], dtype=np.float64).reshape(-1, 3)

@@ -110,9 +110,12 @@ def build_report(*, preset, options, ingest, masks, sparse, dense, mesh, texture
                  outputs: dict[str, str]) -> dict:
     registered = set(sparse.registered)
     view_by_name = {v.name: v for v in ingest.views}
+    off_turntable = set(sparse.extra.get("off_turntable") or [])
     not_registered = [
         {"name": view_by_name[n].source if n in view_by_name else n,
-         "reason": "could not be placed: too few reliable matches with the other photos"}
+         "reason": "placed by a look-alike view where the turntable could not have taken it, and no turn of the "
+                   "turntable agrees with its matches" if n in off_turntable else
+                   "could not be placed: too few reliable matches with the other photos"}
         for n in sparse.unregistered
     ]
     focal_sources = sorted({v.focal_source for v in ingest.views})
@@ -150,6 +153,9 @@ def build_report(*, preset, options, ingest, masks, sparse, dense, mesh, texture
             "matching": sparse.matching,
             "image_pairs": sparse.num_pairs,
             "verified_pairs": sparse.extra.get("verified_pairs"),
+            # static rigs: photos first placed by a look-alike view, off the turntable (engine/turntable.py)
+            "off_turntable": sparse.extra.get("off_turntable", []),
+            "placed_again_on_turntable": sparse.extra.get("placed_again_on_turntable", []),
         },
         "dense": {"points": dense.num_points, "depth_maps": dense.num_depth_maps, "method": dense.method,
                   "fallback": dense.fallback, "object_pixels_per_depth_map": dense.pixels_per_view},

@@ -28,6 +28,7 @@ from .errors import UserInputError
 from .ingest import IngestResult
 from . import mapping
 from . import sessions as sessions_stage
+from . import turntable
 from .masks import MaskResult
 from .pairs import choose_pairs
 
@@ -156,6 +157,8 @@ def run(ingest: IngestResult, masks: MaskResult, ctx: StageContext) -> SparseRes
     if rec is None or rec.num_reg_images() < 3:
         raise UserInputError("The camera positions could not be recovered: the photos overlap too little or "
                              "show too little texture (use more photos with ~70 % overlap).")
+    off_turntable, placed_again = (check_turntable(rec, database, session_info["groups"]) if masks.static_rig
+                                   else ([], []))
     model_dir = ctx.work_dir / "model"
     if model_dir.exists():
         shutil.rmtree(model_dir)
@@ -177,12 +180,95 @@ def run(ingest: IngestResult, masks: MaskResult, ctx: StageContext) -> SparseRes
         matching=strategy,
         extra={"verified_pairs": int(verified), "num_cameras": rec.num_cameras(),
                "static_keypoints_removed": static_removed, "sub_models": sub_models, "sessions": session_info,
+               "off_turntable": off_turntable, "placed_again_on_turntable": placed_again,
                "track_length_mean": round(float(rec.compute_mean_track_length()), 3),
                "observations_per_image": round(float(rec.compute_mean_observations_per_reg_image()), 1)},
     )
     save_done(ctx.work_dir, key, result.to_dict())
     ctx.report(1.0, f"{len(registered)}/{len(names)} photos registered")
     return result
+
+
+def check_turntable(rec: pycolmap.Reconstruction, database: Path, groups: list[list[str]]
+                    ) -> tuple[list[str], list[str]]:
+    """On a static rig, the photos that no turn of the turntable relates to the others of their session
+    (engine/turntable.py: placed by a look-alike, where the turntable could not have put them), and of two photos
+    placed on one spot the one that rests on fewer points (a look-alike exactly a turn away), are unregistered,
+    then placed again where a turn of the turntable puts them, if their own matches agree there, on a spot no
+    other photo holds.  Returns the photos left out and the photos placed again."""
+    cams = camera_arrays(rec)
+    left_out: list[str] = []
+    placed_again: list[str] = []
+    for group in groups:
+        names = [name for name in group if name in cams]
+        centers = np.array([cams[n]["center"] for n in names]).reshape(-1, 3)
+        rotations = np.array([cams[n]["R"] for n in names]).reshape(-1, 3, 3)
+        support = np.array([rec.find_image_with_name(n).num_points3D for n in names])
+        off, table = turntable.strays(names, centers, rotations, support)
+        if not off:
+            continue
+        for name in off:
+            rec.deregister_frame(rec.find_image_with_name(name).frame_id)
+        kept = np.array([n not in off for n in names])
+        rings = turntable.ring_poses(table, centers[kept], rotations[kept])
+        for name in off:
+            if _place_again(rec, database, name, table, rings):
+                placed_again.append(name)
+            else:
+                left_out.append(name)
+    if left_out or placed_again:
+        log.info("photos placed off the turntable: %s left out, %s placed again", left_out, placed_again)
+    return sorted(left_out), sorted(placed_again)
+
+
+def _place_again(rec: pycolmap.Reconstruction, database: Path, name: str, table: turntable.Turntable,
+                 rings: list) -> bool:
+    """Register an unregistered photo at the turntable pose its matches agree with (turntable.place_on_turntable),
+    refined freely and kept only when it stays there; its agreeing keypoints join the tracks of their points."""
+    image = rec.find_image_with_name(name)
+    keypoints, point_ids = [], []
+    with pycolmap.Database.open(str(database)) as db:
+        for other in rec.images.values():
+            if not other.has_pose or not db.exists_two_view_geometry(image.image_id, other.image_id):
+                continue
+            matches = db.read_two_view_geometry(image.image_id, other.image_id).inlier_matches
+            for idx, other_idx in np.asarray(matches).reshape(-1, 2):
+                point2d = other.points2D[int(other_idx)]
+                if point2d.has_point3D():
+                    keypoints.append(int(idx))
+                    point_ids.append(int(point2d.point3D_id))
+    if len(keypoints) < turntable.MIN_PLACE_INLIERS:
+        return False
+    pairs = sorted(set(zip(keypoints, point_ids)))
+    xy = np.array([image.points2D[k].xy for k, _ in pairs], dtype=np.float64)
+    xyz = np.array([rec.points3D[p].xyz for _, p in pairs], dtype=np.float64)
+    camera = image.camera
+    occupied = np.array([np.asarray(other.cam_from_world().matrix())[:, :3] for other in rec.images.values()
+                         if other.has_pose])
+    placed = turntable.place_on_turntable(
+        table, rings, xy, xyz, lambda cam: np.asarray(camera.img_from_cam(cam, check_cheirality=False)),
+        float(camera.mean_focal_length()), occupied)
+    if placed is None:
+        return False
+    rotation, center, inliers = placed
+    log.info('%s: %d of %d matched points agree on the turntable', name, int(inliers.sum()), len(inliers))
+    pose = pycolmap.Rigid3d(pycolmap.Rotation3d(rotation), -rotation @ center)
+    refined = pycolmap.refine_absolute_pose(pose, xy, xyz, inliers, camera)
+    if refined is not None:
+        m = np.asarray(refined["cam_from_world"].matrix())
+        moved = np.linalg.norm(-m[:, :3].T @ m[:, 3] - center)
+        radius = np.linalg.norm(np.cross(center - table.point, table.axis))
+        if moved < turntable.TURN_TOLERANCE * radius:
+            pose = refined["cam_from_world"]
+    frame = rec.frames[image.frame_id]
+    frame.set_cam_from_world(image.camera_id, pose)
+    rec.register_frame(image.frame_id)
+    used: set[int] = set()
+    for (keypoint, point_id), inlier in zip(pairs, inliers):
+        if inlier and point_id not in used and not image.points2D[keypoint].has_point3D():
+            rec.add_observation(point_id, pycolmap.TrackElement(image.image_id, keypoint))
+            used.add(point_id)
+    return True
 
 
 def extract_features(ingest: IngestResult, masks: MaskResult, ctx: StageContext, database: Path) -> None:
@@ -311,6 +397,11 @@ def _map(database: Path, images_dir: Path, ctx: StageContext, total: int):
                         "kept": r is best} for r in gmodels.values()]
         ctx.check_cancelled()
     return best, mapper, sorted(sub_models, key=lambda m: -m["photos"])
+
+
+def point_positions(rec: pycolmap.Reconstruction) -> np.ndarray:
+    """The sparse points' positions (N×3), in the order of `rec.points3D`."""
+    return np.array([p.xyz for p in rec.points3D.values()], dtype=np.float64).reshape(-1, 3)
 
 
 def camera_arrays(rec: pycolmap.Reconstruction) -> dict[str, dict]:
