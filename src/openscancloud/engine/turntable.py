@@ -1,20 +1,22 @@
-"""Photos a turntable could not have taken: found by the turn that relates each photo to the others, and left out.
+"""Photos a turntable could not have taken: found by the turn that relates each photo to the others, placed again.
 
 Why: on a rig whose camera stands still while the object turns, every photo of one ring is another photo of that
 ring turned about the turntable's axis.  Structure-from-motion does not know this, and on an object with little
 texture of its own it can place a photo by a look-alike — a plain bust seen from behind matches its front — where
 the turntable could not have put it (measured: a plain grey bust, 2 of 48 photos placed 3 object sizes away, with
-42 and 47 points each, their matches shared with the photo half a turn away).  Their depth maps then add a ghost
-surface (31 % of the model stray) and bend the camera rings.  Such a placement agrees with its own matches, so
-reprojection errors cannot tell; the turntable can.
+42 and 47 points each, their matches shared with the photo half a turn away; the camera rings came out bent and
+the model scored F@0.5 % 0.543 instead of 0.582).  Such a placement agrees with its own matches, so reprojection
+errors cannot tell; the turntable can.
 
 How: for two photos of one ring, the relative rotation R_iᵀR_j is a turn about the turntable's axis, and the turn
 carries one camera centre onto the other about the axis line.  The axis is the direction most relative rotations
 share (a vote over all pairs); its line is the median of the centres of rotation the agreeing pairs give.  A photo
 is confirmed by a *partner*: another photo related to it by such a turn, within TURN_TOLERANCE of its distance
-from the axis (height and position).  A photo with fewer than MIN_PARTNERS partners is left out, but only when
-the set is a turntable set at all (most photos confirmed) and the photos left out are few; otherwise the rings'
-own check (`checks.ring_radius_spread`) warns that the cameras may be distorted.
+from the axis (height and position).  Photos with fewer than MIN_PARTNERS partners, and of two photos on one spot
+the weaker (`twins`: a look-alike exactly half a turn away is a turn like any other), are the strays (`strays`),
+but only when the set is a turntable set at all (most photos confirmed) and the strays are few; otherwise the
+rings' own check (`checks.ring_radius_spread`) warns that the cameras may be distorted.  Each stray is then placed
+again where a turn of a ring puts it and its own matches agree (`place_on_turntable`).
 
 Memory and time: one relative rotation per pair of photos (288 photos: 41 k pairs, a few MB).
 """
