@@ -249,6 +249,7 @@ def _place_again(rec: pycolmap.Reconstruction, database: Path, name: str, table:
         table, rings, xy, xyz, lambda cam: np.asarray(camera.img_from_cam(cam, check_cheirality=False)),
         float(camera.mean_focal_length()), occupied)
     if placed is None:
+        log.info("%s: no turn of the turntable agrees with its %d matched points", name, len(pairs))
         return False
     rotation, center, inliers = placed
     log.info('%s: %d of %d matched points agree on the turntable', name, int(inliers.sum()), len(inliers))
