@@ -157,8 +157,8 @@ def run(ingest: IngestResult, masks: MaskResult, ctx: StageContext) -> SparseRes
     if rec is None or rec.num_reg_images() < 3:
         raise UserInputError("The camera positions could not be recovered: the photos overlap too little or "
                              "show too little texture (use more photos with ~70 % overlap).")
-    off_turntable, placed_again = (check_turntable(rec, database, session_info["groups"]) if masks.static_rig
-                                   else ([], []))
+    judge = masks.static_rig and rec.compute_mean_observations_per_reg_image() >= turntable.MIN_OBSERVATIONS
+    off_turntable, placed_again = check_turntable(rec, database, session_info["groups"]) if judge else ([], [])
     model_dir = ctx.work_dir / "model"
     if model_dir.exists():
         shutil.rmtree(model_dir)
