@@ -26,6 +26,7 @@ import pycolmap
 from .context import StageContext, StageResult, load_done, save_done
 from .errors import UserInputError
 from .ingest import IngestResult
+from . import checks
 from . import mapping
 from . import sessions as sessions_stage
 from . import turntable
@@ -157,7 +158,9 @@ def run(ingest: IngestResult, masks: MaskResult, ctx: StageContext) -> SparseRes
     if rec is None or rec.num_reg_images() < 3:
         raise UserInputError("The camera positions could not be recovered: the photos overlap too little or "
                              "show too little texture (use more photos with ~70 % overlap).")
-    judge = masks.static_rig and rec.compute_mean_observations_per_reg_image() >= turntable.MIN_OBSERVATIONS
+    # judged only when the photos see enough points: on weaker models (one ring of a dotted object: 40 a photo) the
+    # poses and the turntable fit rest on a handful of points, and the camera warning (checks.py) speaks instead
+    judge = masks.static_rig and rec.compute_mean_observations_per_reg_image() >= checks.MIN_OBSERVATIONS
     off_turntable, placed_again = check_turntable(rec, database, session_info["groups"]) if judge else ([], [])
     model_dir = ctx.work_dir / "model"
     if model_dir.exists():

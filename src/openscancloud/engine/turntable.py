@@ -36,9 +36,6 @@ MIN_PARTNERS = 2  # a photo is confirmed by at least this many others a turn awa
 MAX_LEFT_OUT_SHARE = 0.25  # photos are left out only when at most this share is off (more: not a turntable set, or
 # a model wrong as a whole — that is for the rings' check to say)
 MIN_PHOTOS = 6
-MIN_OBSERVATIONS = 100  # photos are judged only when they see this many 3D points on average (as checks.py's camera
-# warning): on weaker models (one ring of a dotted object: 40) poses rest on a handful of points, the turntable fit
-# with them, and a photo judged off may be merely noisy and find no turn its few points agree with
 MAX_AXIS_CANDIDATES = 2000  # pairs tried as the axis (a sample on large sets)
 RING_GAP = 0.05  # photos whose heights along the axis differ by more than this share of the radius: other rings
 PLACE_STEP_DEG = 1.0  # a photo left out is tried at every turn of each ring in steps of this angle, ...
