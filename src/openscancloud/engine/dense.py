@@ -212,7 +212,7 @@ def load_crop(name: str, cam: dict, original: Path, original_size: tuple[int, in
 
 
 def _read_mask(masks: MaskResult, name: str) -> np.ndarray | None:
-    path = masks.mask_path(name)
+    path = masks.surface_mask_path(name)
     if path is None or not path.is_file():
         return None
     m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import backdrop
 from .context import StageContext, StageResult, load_done, save_done
 from .errors import UserInputError
 from .ingest import IngestResult
@@ -36,6 +37,7 @@ VERIFY_GIVE_UP = 0.25  # when a quarter of the masks cut the object, masking is 
 STILL_SPREAD = 0.01  # a 3D point whose observations lie within 1 % of the image diagonal stood still: backdrop
 MIN_POSE_POINTS = 6  # a photo observing fewer 3D points has a pose too weak to judge its mask by (see `verify`)
 MIN_OUTSIDE_POINTS = 3  # a cut leaves out a region of the object with several points; one or two are strays
+SILHOUETTES_VERSION = 2  # bump when backdrop.py's silhouettes change (masks are made again)
 SMOOTH_GRADIENT = 5.0  # grey levels per pixel (at mask size): below this a region has no texture to match
 
 
@@ -48,6 +50,8 @@ class MaskResult(StageResult):
     unmasked: list[str] = field(default_factory=list)  # photos whose mask cut object points: used whole
     warnings: list[str] = field(default_factory=list)
     matching_dir: Path | None = None  # masks for finding keypoints when they differ from `masks_dir` (user masks)
+    silhouettes_dir: Path | None = None  # tight silhouettes (the user's masks, or backdrop.py's on a static rig)
+    cutting_silhouettes: list[str] = field(default_factory=list)  # photos whose automatic silhouette cut the object
 
     @property
     def static_rig(self) -> bool:
@@ -56,6 +60,21 @@ class MaskResult(StageResult):
 
     def mask_path(self, image_name: str) -> Path | None:
         return self.masks_dir / f"{image_name}.png" if self.masks_dir else None
+
+    def silhouette_path(self, image_name: str) -> Path | None:
+        """The photo's silhouette, if it has one that may bound the surface (None: it has none)."""
+        if self.silhouettes_dir is None:
+            return None
+        path = self.silhouettes_dir / f"{image_name}.png"
+        return path if path.is_file() else None
+
+    def surface_mask_path(self, image_name: str) -> Path | None:
+        """The pixels the dense stage reconstructs: the photo's silhouette where it has one, else its mask.
+
+        Why: near its outline a plain object's depth maps matched the backdrop that the generous masks let in; on
+        a plain bust (static rig, ring light) the tight silhouettes gave F@0.5 % 0.579 → 0.610 from the same
+        cameras (docs/benchmarks.md, session 18)."""
+        return self.silhouette_path(image_name) or self.mask_path(image_name)
 
     @property
     def keypoint_masks_dir(self) -> Path | None:
@@ -141,7 +160,7 @@ def _user_masks(ingest: IngestResult, user_dir: Path, out_dir: Path, ctx: StageC
     if found == 0:
         raise UserInputError(f"No mask in {user_dir} matches a photo name "
                              f"(expected e.g. {Path(ingest.views[0].source).stem}.png).")
-    return MaskResult("user", out_dir, 0.0, coverage, matching_dir=matching_dir)
+    return MaskResult("user", out_dir, 0.0, coverage, matching_dir=matching_dir, silhouettes_dir=out_dir)
 
 
 def _add_turning_parts(result: MaskResult, ingest: IngestResult, ctx: StageContext) -> None:
@@ -149,7 +168,7 @@ def _add_turning_parts(result: MaskResult, ingest: IngestResult, ctx: StageConte
     `_user_masks`)."""
     static_dir = ctx.work_dir / "static"
     static_dir.mkdir(parents=True, exist_ok=True)
-    static = _static_masks(ingest, static_dir, ctx)
+    static = _static_masks(ingest, static_dir, ctx, silhouettes=False)
     result.static_fraction = static.static_fraction
     if static.mode != "static-background" or result.matching_dir is None:
         return
@@ -177,7 +196,7 @@ def run(ingest: IngestResult, ctx: StageContext, user_masks: Path | None = None,
                              "NAME.jpg in the upload, or pass a folder of NAME.png masks.")
     detect_static = mode == "auto"
     key = {"ingest": ingest.to_dict(), "user": str(user_masks) if user_masks else None,
-           "detect": detect_static, "mode": mode, "keypoint_margin": MARGIN}
+           "detect": detect_static, "mode": mode, "keypoint_margin": MARGIN, "silhouettes": SILHOUETTES_VERSION}
     if (saved := load_done(ctx.work_dir, key)) is not None:
         return MaskResult.from_dict(saved)
     out_dir = ctx.work_dir / "masks"
@@ -191,7 +210,9 @@ def run(ingest: IngestResult, ctx: StageContext, user_masks: Path | None = None,
     return result
 
 
-def _static_masks(ingest: IngestResult, out_dir: Path, ctx: StageContext) -> MaskResult:
+def _static_masks(ingest: IngestResult, out_dir: Path, ctx: StageContext, silhouettes: bool = True) -> MaskResult:
+    """The generous masks of a static rig (see `object_masks`) and, with `silhouettes`, the tight silhouettes
+    (backdrop.py) beside them."""
     sizes = {(v.width, v.height) for v in ingest.views}
     if len(sizes) != 1:  # a fixed rig camera gives photos of one size
         return MaskResult("none", None)
@@ -217,8 +238,14 @@ def _static_masks(ingest: IngestResult, out_dir: Path, ctx: StageContext) -> Mas
             mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
         cv2.imwrite(str(out_dir / f"{view.name}.png"), mask)
         coverage[view.name] = float((mask > 0).mean())
+    silhouettes_dir = None
+    if silhouettes:
+        silhouettes_dir = out_dir.parent / "silhouettes"
+        backdrop.write_silhouettes([ingest.images_dir / v.name for v in ingest.views], silhouettes_dir,
+                                   lambda f: ctx.report(0.7 + 0.3 * f, "finding each photo's silhouette"),
+                                   ctx.check_cancelled)
     ctx.report(1.0, "masked the static background")
-    return MaskResult("static-background", out_dir, fraction, coverage)
+    return MaskResult("static-background", out_dir, fraction, coverage, silhouettes_dir=silhouettes_dir)
 
 
 def recurring_pixels(smalls: list[np.ndarray]) -> list[np.ndarray]:
@@ -335,7 +362,10 @@ def verify(masks: MaskResult, sparse, ctx: StageContext) -> MaskResult:
     (a third of the ring 10–50 % off its circle, consistently with its own points).  Masks that really cut the
     object leave out dozens of points per photo.  (Also requiring each judged camera to share its height with
     two others, as on a turntable ring, was tried: one misplaced camera tilts the fitted axis, the rings fall
-    apart, and too few photos are left judged to notice masks that really cut the object.)"""
+    apart, and too few photos are left judged to notice masks that really cut the object.)
+
+    The tight silhouettes of a static rig (backdrop.py) are judged by the same points and rule: one that leaves
+    points out is not used, and none are when a quarter of them do."""
     if masks.mode != "static-background" or masks.masks_dir is None:
         return masks
     rec = sparse.load()
@@ -350,6 +380,7 @@ def verify(masks: MaskResult, sparse, ctx: StageContext) -> MaskResult:
     out_dir = ctx.work_dir / "checked"
     out_dir.mkdir(parents=True, exist_ok=True)
     unmasked: list[str] = []
+    cutting_silhouettes: list[str] = []
     judged = 0
     for image in rec.images.values():
         if not image.has_pose or image.image_id not in trusted or image.name not in session_of:
@@ -358,20 +389,16 @@ def verify(masks: MaskResult, sparse, ctx: StageContext) -> MaskResult:
         mask = cv2.imread(str(masks.mask_path(image.name)), cv2.IMREAD_GRAYSCALE)
         if mask is None or not len(xyz):
             continue
-        pose = np.asarray(image.cam_from_world().matrix())  # 3×4 world → camera
-        cam_points = xyz @ pose[:, :3].T + pose[:, 3]
-        cam_points = cam_points[cam_points[:, 2] > 1e-9]
-        uv = np.asarray(image.camera.img_from_cam(cam_points), dtype=np.float64)
-        h, w = mask.shape
-        scale_x, scale_y = w / image.camera.width, h / image.camera.height
-        u, v = np.floor(uv[:, 0] * scale_x).astype(int), np.floor(uv[:, 1] * scale_y).astype(int)
-        inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        if inside.sum() < 20:
+        uv = _projections(image, xyz, mask.shape)
+        if len(uv) < 20:
             continue
         judged += 1
-        left_out = int((mask[v[inside], u[inside]] == 0).sum())
-        if left_out >= MIN_OUTSIDE_POINTS and left_out > VERIFY_OUTSIDE * inside.sum():
+        if _cuts(mask, uv):
             unmasked.append(image.name)
+        silhouette_path = masks.silhouette_path(image.name)
+        silhouette = cv2.imread(str(silhouette_path), cv2.IMREAD_GRAYSCALE) if silhouette_path else None
+        if silhouette is not None and _cuts(silhouette, _projections(image, xyz, silhouette.shape)):
+            cutting_silhouettes.append(image.name)
     if judged and len(unmasked) > VERIFY_GIVE_UP * judged:
         return MaskResult("none", None, masks.static_fraction, {}, sorted(unmasked), [
             f"The background masks cut the object in {len(unmasked)} of {judged} photos, so the photos "
@@ -385,7 +412,43 @@ def verify(masks: MaskResult, sparse, ctx: StageContext) -> MaskResult:
             coverage[name] = 1.0
         else:
             (out_dir / path.name).write_bytes(path.read_bytes())
-    return MaskResult(masks.mode, out_dir, masks.static_fraction, coverage, sorted(unmasked))
+    silhouettes_dir = _checked_silhouettes(masks, set(cutting_silhouettes), judged, ctx.work_dir / "checked_silhouettes")
+    return MaskResult(masks.mode, out_dir, masks.static_fraction, coverage, sorted(unmasked),
+                      silhouettes_dir=silhouettes_dir, cutting_silhouettes=sorted(cutting_silhouettes))
+
+
+def _projections(image, xyz: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Integer (u, v) pixels, in a mask of `shape`, of the points in front of the photo and inside its frame."""
+    pose = np.asarray(image.cam_from_world().matrix())  # 3×4 world → camera
+    cam_points = xyz @ pose[:, :3].T + pose[:, 3]
+    cam_points = cam_points[cam_points[:, 2] > 1e-9]
+    uv = np.asarray(image.camera.img_from_cam(cam_points), dtype=np.float64).reshape(-1, 2)
+    h, w = shape
+    u = np.floor(uv[:, 0] * w / image.camera.width).astype(int)
+    v = np.floor(uv[:, 1] * h / image.camera.height).astype(int)
+    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    return np.stack([u[inside], v[inside]], 1)
+
+
+def _cuts(mask: np.ndarray, uv: np.ndarray) -> bool:
+    """The mask leaves out more than VERIFY_OUTSIDE of the object's points (and at least MIN_OUTSIDE_POINTS)."""
+    left_out = int((mask[uv[:, 1], uv[:, 0]] == 0).sum())
+    return left_out >= MIN_OUTSIDE_POINTS and left_out > VERIFY_OUTSIDE * len(uv)
+
+
+def _checked_silhouettes(masks: MaskResult, cutting: set[str], judged: int, out_dir: Path) -> Path | None:
+    """The silhouettes that leave no object point out, in their own folder (a photo whose silhouette does has
+    none: it bounds nothing); none at all when a quarter of the judged photos' silhouettes cut the object (the
+    backdrop was not what it seemed)."""
+    if masks.silhouettes_dir is None or masks.mode != "static-background":
+        return masks.silhouettes_dir
+    if not judged or len(cutting) > VERIFY_GIVE_UP * judged:
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in masks.silhouettes_dir.glob("*.png"):
+        if path.name[: -len(".png")] not in cutting:
+            (out_dir / path.name).write_bytes(path.read_bytes())
+    return out_dir
 
 
 def _anchored_images(rec) -> set[int]:

@@ -49,7 +49,7 @@ class MeshResult(StageResult):
     point_spacing: float
     supported_fraction: float = 1.0  # share of the surface area within SUPPORTED_SPACINGS of the dense cloud
     refinement: dict | None = None  # what the refinement against the photos did (None: no photos given)
-    kept_inside_masks: int | None = None  # vertices moved back inside the user's masks (None: no user masks)
+    kept_inside_masks: int | None = None  # vertices moved back inside the silhouettes (None: no silhouettes)
     hull_points: int | None = None  # points of the masks' hull added over holes of the cloud (None: no user masks)
 
 
@@ -70,8 +70,8 @@ def supported_fraction(vertices: np.ndarray, faces: np.ndarray, points: np.ndarr
 def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse: SparseResult | None = None,
         images_dir: Path | None = None, masks: MaskResult | None = None) -> MeshResult:
     """The surface of the dense cloud; with the cameras (`sparse`) and the photos they were computed on
-    (`images_dir`, by image name) it is refined against the photos at the end, and with the user's masks
-    (`masks`) kept inside their silhouettes (silhouettes.py)."""
+    (`images_dir`, by image name) it is refined against the photos at the end, and with silhouettes in `masks` (the
+    user's masks, or a static rig's tight silhouettes) kept inside them (silhouettes.py)."""
     import open3d as o3d
     import pymeshlab
     from scipy.spatial import cKDTree
@@ -80,7 +80,8 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse:
     key = {"dense": dense.to_dict(), "depth": preset.poisson_depth, "faces": preset.target_faces,
            "orientation": orientation.to_dict(), "version": MESH_VERSION,
            "refined": sparse is not None and images_dir is not None,
-           "silhouettes": _has_user_masks(masks) and sparse is not None}
+           "silhouettes": _silhouettes_of(masks) if sparse is not None else None,
+           "hull": masks is not None and masks.mode == "user"}
     if (saved := load_done(ctx.work_dir, key)) is not None:
         return MeshResult.from_dict(saved)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +105,9 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse:
     normals = normals[keep] if normals is not None else None
     observed = points  # what the depth maps found (the report's supported share is measured against it)
     hull_points = 0
-    if key["silhouettes"] and normals is not None:
+    if key["silhouettes"] and masks.mode == "user" and normals is not None:
+        # only the user's masks: a static rig's automatic silhouettes keep the turning plate and what the object
+        # covers in most photos, and their hull bridged a plain bust's waist (F@0.5 % 0.579 → 0.502, session 18)
         ctx.report(0.05, "filling holes with the hull of your masks")
         pcd, hull_points = _with_hull_in_holes(pcd, points, spacing, plates, cams, masks, ctx)
         points, normals = np.asarray(pcd.points), np.asarray(pcd.normals)
@@ -168,9 +171,9 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse:
         refinement = stats.to_dict()
     kept_inside = None
     if key["silhouettes"]:
-        ctx.report(0.98, "keeping the surface inside your masks")
+        ctx.report(0.98, "keeping the surface inside the silhouettes")
         vertices, kept_inside = silhouettes.keep_inside(vertices, _vertex_normals(vertices, faces),
-                                                        cams, masks.mask_path,
+                                                        cams, masks.silhouette_path,
                                                         ctx.check_cancelled)
     out = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(faces))
     out.compute_vertex_normals()
@@ -178,7 +181,7 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse:
     o3d.io.write_triangle_mesh(str(path), out)
     supported = supported_fraction(vertices, faces, observed, spacing, max(1, ctx.num_threads))
     result = MeshResult(path, len(out.vertices), len(out.triangles), bool(plates), spacing, round(supported, 4),
-                        refinement, kept_inside, hull_points if key["silhouettes"] else None)
+                        refinement, kept_inside, hull_points if key["silhouettes"] and key["hull"] else None)
     save_done(ctx.work_dir, key, result.to_dict())
     ctx.report(1.0, f"{len(out.triangles)} triangles")
     return result
@@ -186,11 +189,12 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse:
 
 def _with_hull_in_holes(pcd, points: np.ndarray, spacing: float, plates: list, cams: dict[str, dict],
                         masks: MaskResult, ctx: StageContext):
-    """The cloud with the user's masks' hull over its holes (silhouettes.hull_in_holes), above every plate; and
+    """The cloud with the silhouettes' hull over its holes (silhouettes.hull_in_holes), above every plate; and
     how many points that added."""
     import open3d as o3d
 
-    hull, hull_normals = silhouettes.hull_in_holes(points, spacing, cams, masks.mask_path, ctx.check_cancelled)
+    hull, hull_normals = silhouettes.hull_in_holes(points, spacing, cams, masks.silhouette_path,
+                                                 ctx.check_cancelled)
     for plate in plates:  # the masks hold no plate, so the hull runs on below the object's foot
         above = plate.above(hull)
         hull, hull_normals = hull[above], hull_normals[above]
@@ -203,9 +207,10 @@ def _with_hull_in_holes(pcd, points: np.ndarray, spacing: float, plates: list, c
     return pcd + added, len(hull)
 
 
-def _has_user_masks(masks: MaskResult | None) -> bool:
-    """The masks are the user's (exact silhouettes by intent), not the generous automatic ones."""
-    return masks is not None and masks.mode == "user" and masks.masks_dir is not None
+def _silhouettes_of(masks: MaskResult | None) -> str | None:
+    """Where the silhouettes that may bound the surface are (the user's masks, or a static rig's tight
+    silhouettes, masks.py), not the generous automatic masks; None without any."""
+    return str(masks.silhouettes_dir) if masks is not None and masks.silhouettes_dir is not None else None
 
 
 def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:

@@ -145,7 +145,9 @@ def build_report(*, preset, options, ingest, masks, sparse, dense, mesh, texture
             "num_cameras": sparse.extra.get("num_cameras", 1),
         },
         "masks": {"mode": masks.mode, "static_fraction": round(masks.static_fraction, 3),
-                  "unmasked_photos": list(getattr(masks, "unmasked", []))},
+                  "unmasked_photos": list(getattr(masks, "unmasked", [])),
+                  # tight silhouettes bounding the surface (the user's masks, or found against a static backdrop)
+                  "silhouettes": _silhouettes_summary(masks)},
         "sparse": {
             "points": sparse.num_points,
             "mean_reprojection_error_px": round(sparse.mean_reprojection_error, 4),
@@ -176,3 +178,12 @@ def build_report(*, preset, options, ingest, masks, sparse, dense, mesh, texture
         "peak_rss_mb": round(max((t.peak_rss_mb for t in timings.stages.values()), default=0.0), 1),
         "outputs": {k: v.rsplit("/", 1)[-1] for k, v in outputs.items()},
     }
+
+
+def _silhouettes_summary(masks) -> dict:
+    """Where the silhouettes came from, how many photos have one, and whose automatic one cut the object."""
+    if masks.silhouettes_dir is None:
+        return {"source": None, "photos": 0, "cutting_object": list(masks.cutting_silhouettes)}
+    return {"source": "user" if masks.mode == "user" else "static backdrop",
+            "photos": len(list(masks.silhouettes_dir.glob("*.png"))),
+            "cutting_object": list(masks.cutting_silhouettes)}

@@ -1,4 +1,4 @@
-"""The user's masks as silhouettes: the surface may lie no farther out than they allow, and where the depth maps
+"""Silhouettes (the user's masks, or a static rig's, backdrop.py): the surface may lie no farther out than they allow, and where the depth maps
 found nothing, the masks' hull stands in for it.
 
 Why: a user's mask marks where the object is in a photo, so every ray through a pixel outside it misses the
@@ -8,9 +8,10 @@ object in another; on plain objects, whose depth comes from shading alone, the s
 wherever the matching drifts.  So, after the refinement, a vertex that lies outside the masks of the photos that
 frame it is moved along its normal, inwards, until it is back inside (measured: the foot of a plain grey blob).
 
-This is used with the user's masks only: the automatic masks are generous on purpose (they must never cut the
-object, engine/masks.py), so they bound nothing.  And because a hand-drawn mask may be a little tight in one photo,
-a point counts as outside only when two photos say so (the second smallest distance over the photos).
+This is used with the user's masks and with the tight silhouettes found against a static rig's backdrop
+(backdrop.py), never with the generous automatic masks: they must never cut the object (engine/masks.py), so they
+bound nothing.  And because a hand-drawn mask may be a little tight in one photo, a point counts as outside only
+when two photos say so (the second smallest distance over the photos).
 
 Holes (`hull_in_holes`): where the object shows no texture at all — the white dome of a plaster head — the depth
 maps hold nothing, and the surface closed low across the gap.  The masks' visual hull is there, and on a dome that
