@@ -97,29 +97,30 @@ def write_silhouettes(paths: Sequence[Path], out_dir: Path, report: Callable[[fl
     """Each photo's silhouette as `out_dir/<name>.png` (photos of one size, from a static rig); the share of
     each photo it keeps."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    first = _read(paths[0])
+    first = read_photo(paths[0])
     height, width = first.shape[:2]
     scale = min(1.0, ANALYSIS_LONG_SIDE / max(width, height))
     small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
     step = max(1, -(-len(paths) // MAX_REFERENCES))
     reference_paths = list(paths[::step])
-    references = [cv2.resize(_read(p), small_size, interpolation=cv2.INTER_AREA) for p in reference_paths]
+    references = [cv2.resize(read_photo(p), small_size, interpolation=cv2.INTER_AREA) for p in reference_paths]
     check_cancelled()
     best, known = recurring_colour(references)
     del references
     report(0.5)
-    backdrop, known_full = backdrop_image(best, known, lambda i: _read(reference_paths[i]), (width, height))
+    backdrop, known_full = backdrop_image(best, known, lambda i: read_photo(reference_paths[i]), (width, height))
     coverage = {}
     for n, path in enumerate(paths):
         check_cancelled()
-        mask = silhouette(_read(path), backdrop, known_full)
+        mask = silhouette(read_photo(path), backdrop, known_full)
         cv2.imwrite(str(out_dir / f"{path.name}.png"), mask)
         coverage[path.name] = float((mask > 0).mean())
         report(0.5 + 0.5 * (n + 1) / len(paths))
     return coverage
 
 
-def _read(path: Path) -> np.ndarray:
+def read_photo(path: Path) -> np.ndarray:
+    """A photo as 8-bit BGR, as stored (the working images are already upright)."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise OSError(f"cannot read {path}")

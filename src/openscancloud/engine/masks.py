@@ -82,13 +82,6 @@ class MaskResult(StageResult):
         return self.matching_dir or self.masks_dir
 
 
-def _read(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if img is None:
-        raise OSError(f"cannot read {path}")
-    return img
-
-
 def static_background_fraction(images: list[np.ndarray]) -> tuple[float, np.ndarray]:
     """Median over photos of the fraction of pixels equal to the per-pixel median photo, and that median."""
     stack = np.stack(images).astype(np.int16)
@@ -218,7 +211,7 @@ def _static_masks(ingest: IngestResult, out_dir: Path, ctx: StageContext, silhou
         return MaskResult("none", None)
     probes = []
     for i, view in enumerate(ingest.views):
-        img = _read(ingest.images_dir / view.name)
+        img = backdrop.read_photo(ingest.images_dir / view.name)
         probes.append(cv2.resize(img, PROBE_SIZE, interpolation=cv2.INTER_AREA))
         ctx.report(0.3 * (i + 1) / len(ingest.views), "looking for a static background")
         ctx.check_cancelled()
@@ -228,7 +221,7 @@ def _static_masks(ingest: IngestResult, out_dir: Path, ctx: StageContext, silhou
     (w, h), = sizes
     scale = min(1.0, MASK_LONG_SIDE / max(w, h))
     mw, mh = round(w * scale), round(h * scale)
-    smalls = [cv2.resize(_read(ingest.images_dir / v.name), (mw, mh), interpolation=cv2.INTER_AREA)
+    smalls = [cv2.resize(backdrop.read_photo(ingest.images_dir / v.name), (mw, mh), interpolation=cv2.INTER_AREA)
               for v in ingest.views]
     ctx.report(0.5, "masking the static background")
     ctx.check_cancelled()

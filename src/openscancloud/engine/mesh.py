@@ -105,7 +105,7 @@ def run(dense: DenseResult, orientation: Orientation, ctx: StageContext, sparse:
     normals = normals[keep] if normals is not None else None
     observed = points  # what the depth maps found (the report's supported share is measured against it)
     hull_points = 0
-    if key["silhouettes"] and masks.mode == "user" and normals is not None:
+    if key["silhouettes"] and key["hull"] and normals is not None:
         # only the user's masks: a static rig's automatic silhouettes keep the turning plate and what the object
         # covers in most photos, and their hull bridged a plain bust's waist (F@0.5 % 0.579 → 0.502, session 18)
         ctx.report(0.05, "filling holes with the hull of your masks")
